@@ -1,0 +1,162 @@
+"""The process-wide live feed, and the registry of this process's open streams.
+
+One ordered JetStream consumer per process carries every new notification; each
+is validated and encoded once, then handed to the local streams of its user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from . import sse
+from .ids import encode_id
+from .model import InvalidInput, is_user_id, notification_from
+
+log = logging.getLogger("tocsin.hub")
+
+EVICTED = "evicted"
+SLOW_CLIENT = "slow_client"
+SHUTDOWN = "shutdown"
+
+
+def ack_position(reply: str) -> tuple[int, int]:
+    """The stream sequence and stored time (ns) that a JetStream delivery's reply subject carries.
+
+    The subject is `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`,
+    or the same with domain and account hash after `$JS.ACK` (and a random suffix).
+    """
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[7])
+    return int(tokens[7]), int(tokens[9])
+
+
+class Connection:
+    """One open stream's mailbox: frames waiting to be written, and why it must end."""
+
+    def __init__(self, user: str, conn_id: str, capacity: int) -> None:
+        self.user = user
+        self.id = conn_id
+        self.opened = time.monotonic()
+        self.closing: str | None = None
+        self._capacity = capacity
+        self._frames: deque[tuple[int, bytes]] = deque()
+        self._wake = asyncio.Event()
+
+    def offer(self, seq: int, frame: bytes) -> None:
+        """Queue a frame; a full mailbox means the client is too slow and must resume later."""
+        if self.closing is not None:
+            return
+        if len(self._frames) >= self._capacity:
+            self.close(SLOW_CLIENT)
+            return
+        self._frames.append((seq, frame))
+        self._wake.set()
+
+    def close(self, reason: str) -> None:
+        """Ask the stream to end for `reason` (the first reason wins)."""
+        if self.closing is None:
+            self.closing = reason
+            self._frames.clear()
+        self._wake.set()
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """Every queued (sequence, frame), oldest first, emptying the mailbox."""
+        frames = list(self._frames)
+        self._frames.clear()
+        self._wake.clear()
+        return frames
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until something is queued or the stream must end; False on timeout."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Hub:
+    """This process's live feed and its open streams, by user."""
+
+    def __init__(self, subject_prefix: str, on_invalid: Callable[[int, str, str], None]) -> None:
+        self._prefix = subject_prefix
+        self._on_invalid = on_invalid
+        self._by_user: dict[str, list[Connection]] = {}
+        self._sub: Subscription | None = None
+        self.epoch = ""
+        self.last_seq = 0
+
+    async def start(self, js: JetStreamContext, stream: str, epoch: str) -> None:
+        """Follow everything stored from now on."""
+        self.epoch = epoch
+        self._sub = await js.subscribe(
+            self._prefix + "*",
+            stream=stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=2.0,
+            cb=self._on_message,
+        )
+
+    async def stop(self) -> None:
+        """Stop following the stream."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    def register(self, conn: Connection, limit: int) -> None:
+        """Add an open stream; beyond `limit` per user the oldest is evicted."""
+        conns = self._by_user.setdefault(conn.user, [])
+        conns.append(conn)
+        while len(conns) > limit:
+            conns.pop(0).close(EVICTED)
+
+    def unregister(self, conn: Connection) -> None:
+        """Forget a stream that has ended."""
+        conns = self._by_user.get(conn.user)
+        if conns is None:
+            return
+        if conn in conns:
+            conns.remove(conn)
+        if not conns:
+            del self._by_user[conn.user]
+
+    def close_all(self, reason: str) -> None:
+        """Ask every open stream to end."""
+        for conns in self._by_user.values():
+            for conn in conns:
+                conn.close(reason)
+
+    @property
+    def open_streams(self) -> int:
+        """How many streams this process holds open."""
+        return sum(len(conns) for conns in self._by_user.values())
+
+    async def _on_message(self, msg: Msg) -> None:
+        seq, time_ns = ack_position(msg.reply)
+        self.last_seq = max(self.last_seq, seq)
+        user = msg.subject[len(self._prefix) :]
+        if not is_user_id(user):
+            self._on_invalid(seq, msg.subject, "$: the subject's user id is not valid")
+            return
+        try:
+            item = notification_from(encode_id(self.epoch, seq), time_ns, msg.data)
+        except InvalidInput as err:
+            self._on_invalid(seq, msg.subject, f"{err.field}: {err.message}")
+            return
+        conns = self._by_user.get(user)
+        if not conns:
+            return
+        frame = sse.notification(item)
+        for conn in conns:
+            conn.offer(seq, frame)

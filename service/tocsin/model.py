@@ -1,0 +1,254 @@
+"""The notification contract: msgspec structs and the validation around them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+USER_ID_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
+KIND_PATTERN = "^[a-z0-9_.-]{1,64}$"
+META_MAX_BYTES = 4096
+MAX_RECIPIENTS = 1000
+
+_USER_ID_RE = re.compile(USER_ID_PATTERN)
+
+UserId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=USER_ID_PATTERN,
+        description="1-128 chars of [A-Za-z0-9_-]; one NATS subject token.",
+    ),
+]
+Kind = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=KIND_PATTERN,
+        description="What happened, e.g. comment.created.",
+    ),
+]
+SubjectId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=128, description="What the user clicks on."),
+]
+ActorId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=128, description="Who did the thing."),
+]
+Text = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=1000, description="Human-readable text."),
+]
+Meta = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="Free-form JSON object, at most 4 KiB encoded, passed through."),
+]
+CreatedAt = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 UTC timestamp."),
+]
+NotificationId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=40,
+        pattern="^ntf_[A-Za-z0-9_-]+$",
+        description="Opaque id assigned by tocsin; encodes the stream epoch and sequence.",
+    ),
+]
+
+
+class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A notification as a producer publishes it to `tocsin.user.<user_id>` (no id)."""
+
+    kind: Kind
+    subject_id: SubjectId
+    text: Text
+    actor_id: ActorId | None = None
+    created_at: CreatedAt | None = None
+    meta: Meta = msgspec.field(default_factory=dict)
+
+
+class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of `POST /notifications`: one notification for 1-1000 recipients."""
+
+    recipients: Annotated[list[UserId], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+    kind: Kind
+    subject_id: SubjectId
+    text: Text
+    actor_id: ActorId | None = None
+    created_at: CreatedAt | None = None
+    meta: Meta = msgspec.field(default_factory=dict)
+
+    def body(self) -> NotificationBody:
+        """The per-recipient notification body this request publishes."""
+        return NotificationBody(
+            kind=self.kind,
+            subject_id=self.subject_id,
+            text=self.text,
+            actor_id=self.actor_id,
+            created_at=self.created_at,
+            meta=self.meta,
+        )
+
+
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
+        description="RFC 3339 UTC timestamp: the producer's, else when it was stored.",
+    ),
+]
+
+
+class Notification(msgspec.Struct, kw_only=True):
+    """A notification as subscribers see it (contract §2)."""
+
+    id: NotificationId
+    kind: Kind
+    subject_id: SubjectId
+    actor_id: ActorId | None
+    created_at: Timestamp
+    text: Text
+    meta: Meta
+
+
+class PublishAccepted(msgspec.Struct):
+    """The `202` answer of `POST /notifications`: ids in recipient order."""
+
+    ids: list[NotificationId]
+
+
+class Feed(msgspec.Struct):
+    """A page of the feed, newest first (contract §6)."""
+
+    items: list[Notification]
+    next_before: NotificationId | None
+    last_id: NotificationId | None
+    unread: int
+
+
+class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of `POST /notifications/read`."""
+
+    up_to: NotificationId
+
+
+class ReadState(msgspec.Struct):
+    """The answer of `POST /notifications/read`."""
+
+    up_to: NotificationId | None
+    unread: int
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """Every error answer: a message and, for invalid input, the JSON path at fault."""
+
+    error: str
+    field: str | None = None
+
+
+class InvalidInput(ValueError):
+    """Input that breaks the contract; `field` is the JSON path at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def is_user_id(value: str) -> bool:
+    """Whether `value` is a valid user id (and so a single NATS subject token)."""
+    return _USER_ID_RE.fullmatch(value) is not None
+
+
+_body_decoder = msgspec.json.Decoder(NotificationBody)
+_publish_decoder = msgspec.json.Decoder(PublishRequest)
+_read_decoder = msgspec.json.Decoder(ReadRequest)
+_encoder = msgspec.json.Encoder()
+
+
+def _field_of(error: msgspec.ValidationError) -> str:
+    # msgspec says "<problem> - at `$.path`", and names a missing or unknown key
+    # in the problem itself; the field at fault is the path plus that key.
+    problem, _, at = str(error).partition(" - at `")
+    path = at.rstrip("`") or "$"
+    named = re.match(r"Object (?:missing required|contains unknown) field `(.*)`$", problem)
+    return f"{path}.{named.group(1)}" if named else path
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as error:
+        raise InvalidInput(str(error), _field_of(error)) from None
+    except msgspec.DecodeError as error:
+        raise InvalidInput(f"Body is not valid JSON: {error}", "$") from None
+
+
+def _check_common(created_at: datetime | None, meta: dict[str, Any]) -> None:
+    if created_at is not None and created_at.utcoffset() != timedelta(0):
+        raise InvalidInput("created_at must be in UTC", "$.created_at")
+    if len(_encoder.encode(meta)) > META_MAX_BYTES:
+        raise InvalidInput(f"meta is larger than {META_MAX_BYTES} bytes encoded", "$.meta")
+
+
+def decode_body(data: bytes) -> NotificationBody:
+    """Validate a producer's notification body; raise `InvalidInput` naming the field."""
+    body: NotificationBody = _decode(_body_decoder, data)
+    _check_common(body.created_at, body.meta)
+    return body
+
+
+def decode_publish_request(data: bytes) -> PublishRequest:
+    """Validate a `POST /notifications` body; raise `InvalidInput` naming the field."""
+    request: PublishRequest = _decode(_publish_decoder, data)
+    _check_common(request.created_at, request.meta)
+    return request
+
+
+def decode_read_request(data: bytes) -> ReadRequest:
+    """Validate a `POST /notifications/read` body."""
+    request: ReadRequest = _decode(_read_decoder, data)
+    return request
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored_time(time_ns: int) -> datetime:
+    """The `created_at` of a notification its producer did not date: when it was stored."""
+    return _UNIX_EPOCH + timedelta(milliseconds=time_ns // 1_000_000)
+
+
+def rfc3339(moment: datetime) -> str:
+    """`moment` (UTC) as `YYYY-MM-DDTHH:MM:SS[.fff]Z`: milliseconds when it has any."""
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    micros = moment.microsecond
+    if micros == 0:
+        return text + "Z"
+    if micros % 1000 == 0:
+        return f"{text}.{micros // 1000:03d}Z"
+    return f"{text}.{micros:06d}Z"
+
+
+def notification_from(notification_id: str, time_ns: int, data: bytes) -> Notification:
+    """The subscriber's view of a stored body; raise `InvalidInput` if it breaks the contract."""
+    body = decode_body(data)
+    return Notification(
+        id=notification_id,
+        kind=body.kind,
+        subject_id=body.subject_id,
+        actor_id=body.actor_id,
+        created_at=rfc3339(body.created_at or stored_time(time_ns)),
+        text=body.text,
+        meta=body.meta,
+    )
+
+
+def encode(value: Any) -> bytes:
+    """Encode a contract value as compact one-line JSON."""
+    return _encoder.encode(value)

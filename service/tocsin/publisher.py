@@ -1,0 +1,133 @@
+"""Publishing notifications into the stream: what HTTP, the CLI and Python services share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from .ids import encode_id
+from .model import NotificationBody, decode_body, encode, is_user_id
+from .store import StoreUnavailable, stream_epoch
+
+SUBJECT_PREFIX = "tocsin.user."
+DEFAULT_STREAM = "TOCSIN"
+IDEMPOTENCY_KEY_MAX = 128
+
+
+class PartialPublish(StoreUnavailable):
+    """Some recipients' notifications were stored and some were not; `ids` says which."""
+
+    def __init__(self, message: str, ids: list[str | None]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+def valid_idempotency_key(key: str) -> bool:
+    """Whether `key` can stand in a `Nats-Msg-Id`: 1-128 printable ASCII chars."""
+    return 0 < len(key) <= IDEMPOTENCY_KEY_MAX and all(33 <= ord(c) <= 126 for c in key)
+
+
+class Publisher:
+    """Stores notifications in the stream and answers their ids."""
+
+    def __init__(self, js: JetStreamContext, stream: str, epoch: str) -> None:
+        self._js = js
+        self._stream = stream
+        self.epoch = epoch
+
+    @classmethod
+    async def connect(cls, nc: Client, stream: str = DEFAULT_STREAM) -> Publisher:
+        """A publisher for the stream `stream` reached through `nc`."""
+        return cls(nc.jetstream(), stream, await stream_epoch(nc, stream))
+
+    async def publish(
+        self,
+        recipients: Sequence[str],
+        body: NotificationBody,
+        *,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[str]:
+        """Store `body` once per recipient, concurrently; the ids in recipient order.
+
+        With an idempotency key, each recipient's message carries a `Nats-Msg-Id`
+        derived from it, so a retry within the duplicate window stores nothing twice.
+        Raise `InvalidInput` for a body that breaks the contract, and `PartialPublish`
+        if any recipient's message was not stored.
+        """
+        for index, user in enumerate(recipients):
+            if not is_user_id(user):
+                raise ValueError(f"recipients[{index}] is not a valid user id")
+        payload = encode(body)
+        # Structs built in code skip msgspec's constraints; check them as a decode would.
+        decode_body(payload)
+        results = await asyncio.gather(
+            *(
+                self._publish_one(user, payload, _headers(headers, idempotency_key, index, user))
+                for index, user in enumerate(recipients)
+            ),
+            return_exceptions=True,
+        )
+        ids: list[str | None] = [
+            encode_id(self.epoch, r) if isinstance(r, int) else None for r in results
+        ]
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise PartialPublish(
+                f"{len(failures)} of {len(ids)} notifications were not stored: {failures[0]}", ids
+            )
+        return [i for i in ids if i is not None]
+
+    async def _publish_one(self, user: str, payload: bytes, headers: dict[str, str] | None) -> int:
+        try:
+            ack = await self._js.publish(
+                SUBJECT_PREFIX + user, payload, stream=self._stream, headers=headers
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        return int(ack.seq)
+
+
+def _headers(
+    base: dict[str, str] | None, idempotency_key: str | None, index: int, user: str
+) -> dict[str, str] | None:
+    if idempotency_key is None:
+        return dict(base) if base else None
+    return {**(base or {}), "Nats-Msg-Id": f"{idempotency_key}:{index}:{user}"}
+
+
+async def publish(
+    nc: Client,
+    user: str,
+    *,
+    kind: str,
+    subject_id: str,
+    text: str,
+    actor_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+    msg_id: str | None = None,
+    stream: str = DEFAULT_STREAM,
+) -> str:
+    """Publish one notification for `user` through `nc`; its id.
+
+    For many notifications, keep one `Publisher` instead: this looks up the stream each call.
+    """
+    body = NotificationBody(
+        kind=kind,
+        subject_id=subject_id,
+        text=text,
+        actor_id=actor_id,
+        created_at=created_at,
+        meta=meta or {},
+    )
+    publisher = await Publisher.connect(nc, stream)
+    ids = await publisher.publish([user], body, idempotency_key=msg_id)
+    return ids[0]

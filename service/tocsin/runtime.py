@@ -1,0 +1,105 @@
+"""The NATS side of one tocsin process: connect, set up the stream, follow it, and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+
+from .feed import Feeds
+from .hub import Hub
+from .publisher import Publisher
+from .settings import Settings
+from .store import Store, connect
+
+log = logging.getLogger("tocsin.runtime")
+
+CONNECT_RETRY_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class Parts:
+    """What a connected process reads and writes through."""
+
+    nc: Client
+    store: Store
+    feeds: Feeds
+    publisher: Publisher
+
+
+class Runtime:
+    """Keeps this process connected to NATS and its live feed running."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub(settings.subject_prefix, self._invalid)
+        self.parts: Parts | None = None
+        self.invalid_messages = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Connected to NATS with the stream set up and followed."""
+        return self.parts is not None and self.parts.nc.is_connected
+
+    async def start(self) -> None:
+        """Begin connecting in the background; HTTP serves (not ready) meanwhile."""
+        self._task = asyncio.create_task(self._connect_until_ready())
+
+    async def wait_ready(self) -> None:
+        """Wait until the first connection and set-up have finished."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self) -> None:
+        """Close every stream, stop following, and leave NATS."""
+        self.hub.close_all("shutdown")
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.hub.stop()
+        if self.parts is not None:
+            await self.parts.store.close()
+            await self.parts.nc.drain()
+            self.parts = None
+
+    async def _connect_until_ready(self) -> None:
+        while True:
+            try:
+                self.parts = await self._connect()
+                log.info("connected to NATS", extra={"fields": {"epoch": self.parts.store.epoch}})
+                return
+            except Exception as err:
+                log.warning(
+                    "NATS not ready, retrying",
+                    extra={"fields": {"error": str(err) or type(err).__name__}},
+                )
+                await asyncio.sleep(CONNECT_RETRY_SECONDS)
+
+    async def _connect(self) -> Parts:
+        nc = await connect(self.settings.nats_urls, on_change=self._connection_changed)
+        try:
+            store = Store(nc, self.settings)
+            await store.ensure()
+            markers = await store.js.key_value(self.settings.read_bucket)
+            await self.hub.start(store.js, self.settings.stream, store.epoch)
+        except BaseException:
+            await nc.close()
+            raise
+        return Parts(
+            nc=nc,
+            store=store,
+            feeds=Feeds(store, markers),
+            publisher=Publisher(store.js, self.settings.stream, store.epoch),
+        )
+
+    async def _connection_changed(self, connected: bool) -> None:
+        log.warning("NATS connection %s", "restored" if connected else "lost")
+
+    def _invalid(self, seq: int, subject: str, problem: str) -> None:
+        self.invalid_messages += 1
+        log.warning(
+            "invalid notification skipped",
+            extra={"fields": {"seq": seq, "subject": subject, "problem": problem}},
+        )

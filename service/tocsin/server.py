@@ -1,0 +1,117 @@
+"""Running tocsin: the embedded NATS, the workers, Hypercorn, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from .app import create_app
+from .auth import Verifier, load_or_create_secret
+from .embedded import EmbeddedNats
+from .hub import SHUTDOWN
+from .runtime import Runtime
+from .settings import Settings
+
+log = logging.getLogger("tocsin.server")
+
+
+def make_verifier(settings: Settings, *, announce: bool = False) -> Verifier:
+    """The token verifier `settings` configure; without a key, the data dir's own secret."""
+    if settings.jwks_url:
+        return Verifier(jwks_url=settings.jwks_url)
+    if settings.jwt_public_key:
+        key = settings.jwt_public_key
+        if not key.lstrip().startswith("-----BEGIN"):
+            key = Path(key).read_text()
+        return Verifier(public_key=key)
+    if settings.jwt_secret:
+        return Verifier(secret=settings.jwt_secret)
+    secret, created = load_or_create_secret(settings.data_dir)
+    if announce:
+        where = settings.data_dir / "jwt-secret"
+        what = "created a new" if created else "using the"
+        log.warning(
+            f"no JWT key configured: {what} HS256 secret in {where}; `tocsin token` signs with it"
+        )
+    return Verifier(secret=secret)
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM or Ctrl-C; start and stop the embedded NATS when no URL is given."""
+    verifier = make_verifier(settings, announce=True)
+    embedded: EmbeddedNats | None = None
+    if not settings.nats_urls:
+        embedded = EmbeddedNats(settings.data_dir / "nats")
+        embedded.start()
+        settings = replace(settings, nats_urls=(embedded.url,))
+    try:
+        if settings.workers <= 1:
+            asyncio.run(serve(settings, verifier))
+            return 0
+        return _run_workers(settings, verifier)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def serve(settings: Settings, verifier: Verifier, listen_fd: int | None = None) -> None:
+    """One worker: Hypercorn serving the app until told to stop."""
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime, verifier)
+    config = Config()
+    config.bind = (
+        [f"fd://{listen_fd}"] if listen_fd is not None else [f"{settings.host}:{settings.port}"]
+    )
+    config.graceful_timeout = settings.graceful_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        log.info("shutting down", extra={"fields": {"open_streams": runtime.hub.open_streams}})
+        # Ending the streams first lets Hypercorn's graceful wait finish (hypercorn#308).
+        runtime.hub.close_all(SHUTDOWN)
+
+    log.info("listening", extra={"fields": {"bind": config.bind, "nats": settings.nats_urls}})
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+
+
+def _run_workers(settings: Settings, verifier: Verifier) -> int:
+    listener = socket.create_server((settings.host, settings.port), backlog=2048)
+    listener.set_inheritable(True)
+    children: set[int] = set()
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            asyncio.run(serve(settings, verifier, listener.fileno()))
+            os._exit(0)
+        children.add(pid)
+    log.info("workers started", extra={"fields": {"pids": sorted(children)}})
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    # Wait for the workers by pid: a blanket wait would also reap the embedded nats-server.
+    for pid in sorted(children):
+        _, code = os.waitpid(pid, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    listener.close()
+    return status

@@ -1,0 +1,55 @@
+"""The one configuration object of a tocsin process, and the parsing of its values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `15s`, `7d`, `250ms` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 15s, 10m, 7d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `tocsin serve` is told, in one place (flags and `TOCSIN_*` variables)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    nats_urls: tuple[str, ...] = ()
+    data_dir: Path = Path(".tocsin")
+    stream: str = "TOCSIN"
+    replicas: int = 1
+    retention: float = 7 * 86400.0
+    per_user_max: int = 1000
+    heartbeat: float = 15.0
+    max_conns_per_user: int = 5
+    replay_max: int = 500
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwks_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    duplicate_window: float = 120.0
+    retry_ms: int = 2000
+    shutdown_retry_ms: int = 500
+    queue_size: int = 1024
+    graceful_timeout: float = 10.0
+
+    @property
+    def subject_prefix(self) -> str:
+        """Subjects are `<prefix><user_id>`."""
+        return "tocsin.user."
+
+    @property
+    def read_bucket(self) -> str:
+        """The KV bucket holding every user's read marker."""
+        return f"{self.stream}_READ"

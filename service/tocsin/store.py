@@ -1,0 +1,274 @@
+"""JetStream as tocsin's store: the stream, the read-marker bucket, publish and reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+
+from .ids import epoch_of
+from .settings import Settings
+
+log = logging.getLogger("tocsin.store")
+
+STATUS = "Status"
+# The server's reply to an over-eager stream creation by a concurrent process.
+_STREAM_NAME_IN_USE = 10058
+
+
+class StoreUnavailable(Exception):
+    """NATS or the stream cannot answer right now; the caller should retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message as the stream holds it."""
+
+    seq: int
+    subject: str
+    time_ns: int
+    data: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The answer to a batch read: the messages, and how many more match after them."""
+
+    messages: list[StoredMessage]
+    pending: int
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """Nanoseconds since the epoch from JetStream's RFC 3339 timestamp (nine fraction digits)."""
+    seconds_part, _, fraction = text.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(seconds_part + "+00:00").timestamp())
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def stream_config(settings: Settings) -> StreamConfig:
+    """The stream configuration `settings` asks for."""
+    return StreamConfig(
+        name=settings.stream,
+        subjects=[settings.subject_prefix + "*"],
+        storage=StorageType.FILE,
+        max_age=settings.retention,
+        max_msgs_per_subject=settings.per_user_max,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=settings.duplicate_window,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+    )
+
+
+async def connect(
+    urls: tuple[str, ...],
+    *,
+    name: str = "tocsin",
+    on_change: Callable[[bool], Awaitable[None]] | None = None,
+) -> Client:
+    """Connect to NATS, reconnecting forever once connected; raise if never reachable."""
+
+    async def disconnected() -> None:
+        if on_change:
+            await on_change(False)
+
+    async def reconnected() -> None:
+        if on_change:
+            await on_change(True)
+
+    async def error(err: Exception) -> None:
+        log.warning("nats: %s", err)
+
+    return await nats.connect(
+        servers=list(urls),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+    )
+
+
+async def stream_epoch(nc: Client, stream: str) -> str:
+    """The epoch of the stream as it exists now (it changes when the stream is re-created)."""
+    try:
+        reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=5)
+    except (TimeoutError, nats.errors.Error) as err:
+        raise StoreUnavailable(str(err) or type(err).__name__) from err
+    info = json.loads(reply.data)
+    if "error" in info:
+        raise StoreUnavailable(f"stream {stream}: {info['error'].get('description')}")
+    return epoch_of(info["created"])
+
+
+class Store:
+    """The stream and bucket of one tocsin deployment, seen from one process."""
+
+    def __init__(self, nc: Client, settings: Settings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.settings = settings
+        self.epoch = ""
+        self._direct_subject = f"$JS.API.DIRECT.GET.{settings.stream}"
+        self._inbox = ""
+        self._inbox_sub: Subscription | None = None
+        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._next_token = 0
+
+    async def ensure(self) -> None:
+        """Create or update the stream and bucket to match the settings; learn the epoch."""
+        config = stream_config(self.settings)
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError as err:
+            if err.err_code != _STREAM_NAME_IN_USE:
+                raise
+            await self.js.update_stream(config)
+        await self._ensure_bucket()
+        self.epoch = await stream_epoch(self.nc, self.settings.stream)
+        self._inbox = self.nc.new_inbox()
+        self._inbox_sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply)
+
+    async def _ensure_bucket(self) -> None:
+        config = KeyValueConfig(
+            bucket=self.settings.read_bucket,
+            history=1,
+            replicas=self.settings.replicas,
+            storage=StorageType.FILE,
+        )
+        try:
+            await self.js.create_key_value(config)
+        except nats.js.errors.BadRequestError as err:
+            if err.err_code != _STREAM_NAME_IN_USE:
+                raise
+
+    async def close(self) -> None:
+        """Stop listening for direct-get replies."""
+        if self._inbox_sub is not None:
+            await self._inbox_sub.unsubscribe()
+            self._inbox_sub = None
+
+    def subject(self, user: str) -> str:
+        """The subject holding `user`'s notifications (the caller has validated `user`)."""
+        return self.settings.subject_prefix + user
+
+    async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
+        """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
+        request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}
+        messages: list[StoredMessage] = []
+        with await self._direct(request, timeout) as replies:
+            async for msg in replies:
+                status = msg.headers.get(STATUS) if msg.headers else None
+                if status == "404":
+                    return Batch(messages, 0)
+                if status == "204":
+                    assert msg.headers is not None
+                    return Batch(messages, int(msg.headers.get("Nats-Num-Pending", "0")))
+                if status is not None:
+                    raise StoreUnavailable(f"direct get answered status {status}")
+                messages.append(_stored(msg))
+        raise StoreUnavailable("direct get ended without an end-of-batch marker")
+
+    async def last(self, user: str, timeout: float = 5.0) -> StoredMessage | None:
+        """The newest message of `user`, if any."""
+        with await self._direct({"last_by_subj": self.subject(user)}, timeout) as replies:
+            async for msg in replies:
+                status = msg.headers.get(STATUS) if msg.headers else None
+                if status == "404":
+                    return None
+                if status is not None:
+                    raise StoreUnavailable(f"direct get answered status {status}")
+                return _stored(msg)
+        return None
+
+    async def _direct(self, request: dict[str, object], timeout: float) -> _Replies:
+        if self.nc.is_closed or not self.nc.is_connected:
+            raise StoreUnavailable("not connected to NATS")
+        self._next_token += 1
+        token = str(self._next_token)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._waiting[token] = queue
+        try:
+            await self.nc.publish(
+                self._direct_subject,
+                json.dumps(request).encode(),
+                reply=f"{self._inbox}.{token}",
+            )
+        except nats.errors.Error as err:
+            del self._waiting[token]
+            raise StoreUnavailable(str(err)) from err
+        return _Replies(self._waiting, token, queue, timeout)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        queue = self._waiting.get(msg.subject.rpartition(".")[2])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+
+class _Replies:
+    """The replies to one direct-get request, ending at a status or the timeout."""
+
+    def __init__(
+        self,
+        waiting: dict[str, asyncio.Queue[Msg]],
+        token: str,
+        queue: asyncio.Queue[Msg],
+        timeout: float,
+    ) -> None:
+        self._waiting = waiting
+        self._token = token
+        self._queue = queue
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._done = False
+
+    def __enter__(self) -> _Replies:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def __aiter__(self) -> _Replies:
+        return self
+
+    async def __anext__(self) -> Msg:
+        if self._done:
+            raise StopAsyncIteration
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        try:
+            msg = await asyncio.wait_for(self._queue.get(), max(remaining, 0.0))
+        except TimeoutError:
+            self._finish()
+            raise StoreUnavailable("direct get timed out") from None
+        if msg.headers and STATUS in msg.headers:
+            self._finish()
+        return msg
+
+    def _finish(self) -> None:
+        self._done = True
+        self._waiting.pop(self._token, None)
+
+
+def _stored(msg: Msg) -> StoredMessage:
+    headers = msg.headers or {}
+    return StoredMessage(
+        seq=int(headers["Nats-Sequence"]),
+        subject=headers["Nats-Subject"],
+        time_ns=parse_timestamp_ns(headers["Nats-Time-Stamp"]),
+        data=msg.data,
+        headers=headers,
+    )

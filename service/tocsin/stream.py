@@ -1,0 +1,141 @@
+"""One SSE connection: replay from the client's cursor, hand over to live, keep it alive."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from . import sse
+from .hub import EVICTED, SHUTDOWN, Connection, Hub
+from .ids import encode_id
+from .model import InvalidInput, notification_from
+from .replay import Live, Plan, Reset, Resume, check_backlog
+from .settings import Settings
+from .store import Store, StoreUnavailable
+
+log = logging.getLogger("tocsin.stream")
+
+REPLAY_PAGE = 256
+TOKEN_EXPIRED = "token_expired"
+STORE_UNAVAILABLE = "store_unavailable"
+CLIENT_GONE = "client_gone"
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What one stream did, for its closing log line."""
+
+    sent: int = 0
+    replayed: int = 0
+    reset: str | None = None
+    reason: str = CLIENT_GONE
+
+
+class _Ended(Exception):
+    """The stream must end now for the reason given."""
+
+
+async def run_stream(
+    conn: Connection,
+    plan: Plan,
+    *,
+    store: Store,
+    hub: Hub,
+    settings: Settings,
+    expires_at: float | None,
+    stats: StreamStats,
+) -> AsyncGenerator[bytes, None]:
+    """The bytes of one stream: hello, the replay or reset, then live frames and pings.
+
+    `conn` is registered with the hub before this starts, so everything stored
+    after the replay's reads is already queued; frames at or below the last
+    sequence sent are dropped, which makes the handover gap- and duplicate-free.
+    """
+    yield sse.hello(settings.retry_ms)
+    last_sent = 0
+    try:
+        if isinstance(plan, Reset):
+            stats.reset = plan.reason
+            yield sse.reset(plan.reason)
+        elif isinstance(plan, Resume):
+            async for seq, chunk in _replay(conn, plan.after, store, settings, stats):
+                last_sent = max(last_sent, seq)
+                yield chunk
+        else:
+            assert isinstance(plan, Live)
+        while True:
+            if conn.closing is not None:
+                raise _Ended(conn.closing)
+            frames = conn.take()
+            fresh = [frame for seq, frame in frames if seq > last_sent]
+            if frames:
+                last_sent = max(last_sent, frames[-1][0])
+            if fresh:
+                stats.sent += len(fresh)
+                yield b"".join(fresh)
+                continue
+            if frames:
+                continue
+            wait = settings.heartbeat
+            if expires_at is not None:
+                wait = min(wait, expires_at - time.time())
+                if wait <= 0:
+                    raise _Ended(TOKEN_EXPIRED)
+            if not await conn.wait(wait) and conn.closing is None:
+                if expires_at is not None and time.time() >= expires_at:
+                    raise _Ended(TOKEN_EXPIRED)
+                yield sse.PING
+    except _Ended as ended:
+        stats.reason = str(ended)
+        if stats.reason == EVICTED:
+            yield sse.evicted("max_connections")
+        elif stats.reason == SHUTDOWN:
+            yield sse.retry(settings.shutdown_retry_ms)
+        elif stats.reason == STORE_UNAVAILABLE:
+            yield sse.retry(settings.retry_ms)
+    finally:
+        hub.unregister(conn)
+
+
+async def _replay(
+    conn: Connection, after: int, store: Store, settings: Settings, stats: StreamStats
+) -> AsyncIterator[tuple[int, bytes]]:
+    """(last sequence, frames) of everything stored for the user after `after`, page by page.
+
+    The first read starts at `after` itself: finding the client's own message
+    proves nothing after it has been removed.
+    """
+    start, first = after, True
+    while True:
+        try:
+            batch = await store.read(conn.user, start, REPLAY_PAGE)
+        except StoreUnavailable:
+            raise _Ended(STORE_UNAVAILABLE) from None
+        messages = batch.messages
+        if first:
+            first = False
+            first_seq = messages[0].seq if messages else None
+            reset = check_backlog(
+                after, first_seq, len(messages) - 1 + batch.pending, settings.replay_max
+            )
+            if reset is not None:
+                stats.reset = reset.reason
+                yield 0, sse.reset(reset.reason)
+                return
+            messages = messages[1:]
+        frames = []
+        for msg in messages:
+            try:
+                item = notification_from(encode_id(store.epoch, msg.seq), msg.time_ns, msg.data)
+            except InvalidInput:
+                continue
+            frames.append(sse.notification(item))
+        if frames:
+            stats.sent += len(frames)
+            stats.replayed += len(frames)
+            yield messages[-1].seq, b"".join(frames)
+        if batch.pending == 0 or not batch.messages:
+            return
+        start = batch.messages[-1].seq + 1

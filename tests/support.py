@@ -1,0 +1,221 @@
+"""Helpers shared by the tests: tokens, waiting on conditions, processes and SSE clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from tocsin.auth import Verifier, publisher_claims, subscriber_claims
+from tocsin.embedded import free_port
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+VERIFIER = Verifier(secret=SECRET)
+
+
+def user_token(user: str, ttl: int = 3600) -> str:
+    """A subscriber token for `user` signed with the tests' secret."""
+    return VERIFIER.mint(subscriber_claims(user, ttl))
+
+
+def publisher_token() -> str:
+    """A publisher token signed with the tests' secret."""
+    return VERIFIER.mint(publisher_claims(3600))
+
+
+def auth(token: str) -> dict[str, str]:
+    """An Authorization header for `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_for(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Tocsin:
+    """A `tocsin serve` process, started and stopped by pid."""
+
+    def __init__(self, nats_url: str, data_dir: Path, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.nats_url = nats_url
+        self.data_dir = data_dir
+        self.flags = flags
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / f"tocsin-{self.port}.log"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the process and wait until `/readyz` answers 200."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TOCSIN_JWT_SECRET": SECRET}
+        command = [
+            sys.executable,
+            "-m",
+            "tocsin",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *(["--nats-url", self.nats_url] if self.nats_url else []),
+            *self.flags,
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tocsin exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"tocsin not ready within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        """What the process wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def send_signal(self, signum: int) -> None:
+        """Send `signum` to the process."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Stop the process with `signum` and wait; its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.stop(signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event as the client saw it."""
+
+    event: str
+    id: str
+    data: str
+
+
+class Subscriber:
+    """A real SSE client of one user's stream that reconnects with Last-Event-ID, like
+    EventSource, until stopped; it records every event it receives."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        last_event_id: str | None = None,
+        query: bool = False,
+        reconnect: bool = True,
+    ) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.last_event_id = last_event_id
+        self.query = query
+        self.reconnect = reconnect
+        self.events: list[Event] = []
+        self.statuses: list[int] = []
+        self.connects = 0
+        self.hellos = 0
+        self._task: asyncio.Task[None] | None = None
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+
+    @property
+    def notifications(self) -> list[Event]:
+        """The notification events received so far."""
+        return [e for e in self.events if e.event == "notification"]
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the notifications received so far, in arrival order."""
+        return [e.id for e in self.notifications]
+
+    def start(self) -> Subscriber:
+        """Begin following the stream in the background."""
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def connected(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until the stream has said hello `count` times in all."""
+        await wait_for(lambda: self.hellos >= count, timeout, f"{count} stream hello(s)")
+
+    async def drop(self) -> None:
+        """Drop the connection as a network failure would; keep the cursor."""
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop following (and close the connection)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop and release the HTTP client."""
+        await self.stop()
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if await self._connect_once() is False or not self.reconnect:
+                    return
+            await asyncio.sleep(0.05)
+
+    async def _connect_once(self) -> bool:
+        url = self.base_url + "/notifications/stream"
+        headers = {}
+        params = {}
+        if self.query:
+            params["token"] = self.token
+        else:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        self.connects += 1
+        async with aconnect_sse(self._client, "GET", url, headers=headers, params=params) as source:
+            self.statuses.append(source.response.status_code)
+            if source.response.status_code != 200:
+                return False
+            self.hellos += 1
+            async for sse in source.aiter_sse():
+                if sse.id:
+                    self.last_event_id = sse.id
+                if sse.event == "message" and not sse.data:
+                    continue
+                self.events.append(Event(sse.event, sse.id, sse.data))
+                if sse.event == "evicted":
+                    return False
+        return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +11,7 @@ import pytest
 
 from tocsin.embedded import EmbeddedNats
 
-from support import Tocsin
+from support import Tocsin, TocsinFactory
 
 
 @pytest.fixture
@@ -23,9 +23,6 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
         yield server
     finally:
         server.stop()
-
-
-TocsinFactory = Callable[..., Tocsin]
 
 
 @pytest.fixture

@@ -117,6 +117,9 @@ class Tocsin:
         self.stop(signal.SIGKILL)
 
 
+TocsinFactory = Callable[..., Tocsin]
+
+
 @dataclass(frozen=True)
 class Event:
     """One server-sent event as the client saw it."""
@@ -219,3 +222,55 @@ class Subscriber:
                 if sse.event == "evicted":
                     return False
         return True
+
+
+async def publish_http(
+    client: httpx.AsyncClient, users: list[str], text: str = "hello", **fields: object
+) -> list[str]:
+    """Publish one notification to `users` over HTTP; the ids, in recipient order."""
+    response = await client.post(
+        "/notifications",
+        json={
+            "recipients": users,
+            "kind": "comment.created",
+            "subject_id": "doc_1",
+            "text": text,
+            **fields,
+        },
+        headers=auth(publisher_token()),
+    )
+    assert response.status_code == 202, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids
+
+
+async def read_frames(
+    client: httpx.AsyncClient,
+    *,
+    token: str,
+    count: int,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> list[Event]:
+    """Open one stream and return its first `count` events (comments and retry lines skipped)."""
+    events: list[Event] = []
+
+    async def collect() -> None:
+        async with aconnect_sse(
+            client,
+            "GET",
+            "/notifications/stream",
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
+            params=params,
+        ) as source:
+            assert source.response.status_code == 200
+            async for sse in source.aiter_sse():
+                if sse.event == "message" and not sse.data:
+                    continue
+                events.append(Event(sse.event, sse.id, sse.data))
+                if len(events) == count:
+                    return
+
+    await asyncio.wait_for(collect(), timeout)
+    return events

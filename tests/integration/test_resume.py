@@ -6,32 +6,20 @@ import json
 
 import httpx
 
-from support import Subscriber, Tocsin, auth, publisher_token, user_token, wait_for
-
-
-async def publish(http: httpx.AsyncClient, users: list[str], text: str) -> list[str]:
-    """Publish one notification to `users` over HTTP; the ids."""
-    response = await http.post(
-        "/notifications",
-        json={"recipients": users, "kind": "comment.created", "subject_id": "doc_1", "text": text},
-        headers=auth(publisher_token()),
-    )
-    assert response.status_code == 202, response.text
-    ids: list[str] = response.json()["ids"]
-    return ids
+from support import Subscriber, Tocsin, auth, publish_http, user_token, wait_for
 
 
 async def test_live_delivery_then_resume_by_header(tocsin: Tocsin, http: httpx.AsyncClient) -> None:
     sub = Subscriber(tocsin.url, user_token("alice")).start()
     try:
         await sub.connected()
-        first = [(await publish(http, ["alice"], f"n{i}"))[0] for i in range(3)]
+        first = [(await publish_http(http, ["alice"], f"n{i}"))[0] for i in range(3)]
         await wait_for(lambda: len(sub.ids) == 3, what="three live notifications")
         assert sub.ids == first
         assert [json.loads(e.data)["text"] for e in sub.notifications] == ["n0", "n1", "n2"]
 
         await sub.drop()
-        missed = [(await publish(http, ["alice"], f"m{i}"))[0] for i in range(5)]
+        missed = [(await publish_http(http, ["alice"], f"m{i}"))[0] for i in range(5)]
         sub.start()
         await wait_for(lambda: len(sub.ids) == 8, what="the missed notifications")
         assert sub.ids == first + missed
@@ -41,8 +29,8 @@ async def test_live_delivery_then_resume_by_header(tocsin: Tocsin, http: httpx.A
 
 
 async def test_resume_by_query_parameter(tocsin: Tocsin, http: httpx.AsyncClient) -> None:
-    seen = [(await publish(http, ["bob"], f"a{i}"))[0] for i in range(2)]
-    missed = [(await publish(http, ["bob"], f"b{i}"))[0] for i in range(4)]
+    seen = [(await publish_http(http, ["bob"], f"a{i}"))[0] for i in range(2)]
+    missed = [(await publish_http(http, ["bob"], f"b{i}"))[0] for i in range(4)]
     frames: list[str] = []
     async with http.stream(
         "GET",

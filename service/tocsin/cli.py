@@ -14,6 +14,7 @@ from typing import Any
 from .settings import Settings, parse_duration
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+NATS_SYNC_CHOICES = ("always", "default")
 
 
 def _env(flag: str, default: str | None = None) -> str | None:
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("nats-url"),
         help="NATS URL(s), comma-separated; without, an embedded nats-server runs",
     )
+    serve.add_argument(
+        "--nats-sync",
+        choices=NATS_SYNC_CHOICES,
+        default=_env("nats-sync", "always"),
+        help="embedded nats-server fsync: 'always' (each write, survives power loss) "
+        "or 'default' (nats-server's 2-minute interval, faster)",
+    )
     serve.add_argument("--stream", default=_env("stream", "TOCSIN"))
     serve.add_argument("--replicas", type=int, default=int(_env("replicas", "1") or 1))
     serve.add_argument("--retention", default=_env("retention", "7d"))
@@ -67,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--replay-max", type=int, default=int(_env("replay-max", "500") or 500))
     serve.add_argument("--cors-origin", action="append", default=list(_urls(_env("cors-origin"))))
+    serve.add_argument(
+        "--dev-login",
+        action="store_true",
+        default=_env("dev-login", "") == "1",
+        help="development only: POST /dev/login signs anyone in, POST /dev/notify sends to them",
+    )
     _add_key_flags(serve)
 
     token = commands.add_parser("token", help="print a JWT signed with tocsin's key")
@@ -106,12 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings that parsed flags (and `TOCSIN_*` variables) describe."""
+    if args.nats_sync not in NATS_SYNC_CHOICES:
+        raise ValueError(f"--nats-sync must be one of {', '.join(NATS_SYNC_CHOICES)}")
     return Settings(
         host=args.host,
         port=args.port,
         workers=args.workers,
         nats_urls=_urls(args.nats_url),
         data_dir=Path(args.data_dir),
+        nats_sync=args.nats_sync,
         stream=args.stream,
         replicas=args.replicas,
         retention=parse_duration(args.retention),
@@ -123,6 +140,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         jwt_public_key=args.jwt_public_key,
         jwks_url=args.jwks_url,
         cors_origins=tuple(args.cors_origin),
+        dev_login=args.dev_login,
     )
 
 

@@ -49,7 +49,9 @@ def run(settings: Settings) -> int:
     verifier = make_verifier(settings, announce=True)
     embedded: EmbeddedNats | None = None
     if not settings.nats_urls:
-        embedded = EmbeddedNats(settings.data_dir / "nats")
+        embedded = EmbeddedNats(
+            settings.data_dir / "nats", sync_always=settings.nats_sync == "always"
+        )
         embedded.start()
         settings = replace(settings, nats_urls=(embedded.url,))
     try:

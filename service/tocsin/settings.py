@@ -27,6 +27,7 @@ class Settings:
     workers: int = 1
     nats_urls: tuple[str, ...] = ()
     data_dir: Path = Path(".tocsin")
+    nats_sync: str = "always"
     stream: str = "TOCSIN"
     replicas: int = 1
     retention: float = 7 * 86400.0
@@ -43,6 +44,7 @@ class Settings:
     shutdown_retry_ms: int = 500
     queue_size: int = 1024
     graceful_timeout: float = 10.0
+    dev_login: bool = False
 
     @property
     def subject_prefix(self) -> str:

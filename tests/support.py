@@ -274,3 +274,11 @@ async def read_frames(
 
     await asyncio.wait_for(collect(), timeout)
     return events
+
+
+async def feed_cursor(client: httpx.AsyncClient, user: str) -> str:
+    """Where a new stream of `user` starts so nothing falls in between: the feed's cursor."""
+    response = await client.get("/notifications", headers=auth(user_token(user)))
+    assert response.status_code == 200, response.text
+    cursor: str = response.json()["cursor"]
+    return cursor

@@ -63,15 +63,19 @@ class Feeds:
         """A page of `user`'s feed, strictly older than `before` when given."""
         epoch = self._store.epoch
         before_seq = cursor_seq(before, epoch, "before") if before is not None else None
+        # Both taken before the page is read: whatever is stored after them reaches a
+        # stream resumed from `cursor`, and what the page also holds the client de-duplicates.
+        _, position = await self._store.bounds()
+        newest = await self._store.last(user)
         messages = await self._read_all(user, before_seq)
         items, more = newest_first(messages, epoch, limit)
-        newest = await self._store.last(user)
         marker = await self._marker(user)
         return Feed(
             items=items,
             next_before=items[-1].id if more and items else None,
             last_id=encode_id(epoch, newest.seq) if newest else None,
             unread=await self._count_after(user, marker),
+            cursor=encode_id(epoch, newest.seq if newest else position),
         )
 
     async def mark_read(self, user: str, up_to: str) -> ReadState:

@@ -3,6 +3,7 @@
 An id reads `ntf_<epoch>_<seq>`: the epoch is eight chars of [a-z2-7] naming
 one incarnation of the stream, the sequence is base 36 without leading zeros.
 Within an epoch, ids therefore sort in sequence order as (length, string).
+Sequence 0 names the position before the first message: a cursor, never a notification.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _base36(n: int) -> str:
 
 def encode_id(epoch: str, seq: int) -> str:
     """The id of sequence `seq` in stream epoch `epoch`."""
-    if not 1 <= seq <= MAX_SEQ:
+    if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence {seq} is out of range")
     return f"{PREFIX}{epoch}_{_base36(seq)}"
 
@@ -60,7 +61,9 @@ def decode_id(value: str) -> Cursor:
     epoch, sep, digits = value[len(PREFIX) :].partition("_")
     if not sep or len(epoch) != EPOCH_LENGTH or not set(epoch) <= _EPOCH_CHARS:
         raise BadId("not a tocsin notification id")
-    if not digits or digits[0] == "0" or any(c not in _DIGIT_VALUE for c in digits):
+    if not digits or (digits[0] == "0" and digits != "0"):
+        raise BadId("not a tocsin notification id")
+    if any(c not in _DIGIT_VALUE for c in digits):
         raise BadId("not a tocsin notification id")
     seq = 0
     for c in digits:

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-USER_ID_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
-KIND_PATTERN = "^[a-z0-9_.-]{1,64}$"
+# Python's `$` also matches before a final newline, JSON Schema's (ECMA 262) does not;
+# `(?!\n)` makes msgspec refuse "abc\n" too, and changes nothing for ECMA.
+USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$(?!\n)"
+KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$(?!\n)"
 META_MAX_BYTES = 4096
 MAX_RECIPIENTS = 1000
 
@@ -123,12 +125,18 @@ class PublishAccepted(msgspec.Struct):
 
 
 class Feed(msgspec.Struct):
-    """A page of the feed, newest first (contract §6)."""
+    """A page of the feed, newest first (contract §6).
+
+    `cursor` is where a stream opened after this read must resume so that nothing
+    falls in between: `last_id` when the user has notifications, else the stream's
+    position at the time of the read (so it is never null).
+    """
 
     items: list[Notification]
     next_before: NotificationId | None
     last_id: NotificationId | None
     unread: int
+    cursor: NotificationId
 
 
 class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -47,14 +47,26 @@ def plan_resume(last_event_id: str | None, epoch: str) -> Plan:
     return Resume(cursor.seq)
 
 
-def check_backlog(after: int, first_seq: int | None, backlog: int, replay_max: int) -> Reset | None:
-    """Judge the first read from `after`: is the client's own message still stored, and is
-    what follows it small enough to replay?
+def check_backlog(
+    after: int,
+    *,
+    own: bool,
+    backlog: int,
+    replay_max: int,
+    stream_first: int,
+    per_user_max: int,
+) -> Reset | None:
+    """Judge the first read from `after`: can everything of the user after it be replayed?
 
-    The store removes a user's messages oldest first, so while the message at `after`
-    is still there nothing after it can be missing; once it is gone, something may be.
+    `own` says the message at `after` is the user's and still stored; `backlog` counts the
+    user's stored messages after `after`. The store removes messages oldest first, by age
+    across the stream and by the per-user cap within a user. So while the user's own
+    message at `after` is there, nothing after it can be missing. A cursor that is only a
+    position (`seq 0`, or a feed's cursor for a user who had nothing) is still whole if
+    nothing after it aged out (`stream_first <= after + 1`) and the user has fewer than
+    the cap after it (else the cap may have trimmed some).
     """
-    if first_seq != after:
+    if not own and not (stream_first <= after + 1 and backlog < per_user_max):
         return Reset(EXPIRED)
     if backlog > replay_max:
         return Reset(TOO_MANY)

@@ -167,6 +167,14 @@ class Store:
         """The subject holding `user`'s notifications (the caller has validated `user`)."""
         return self.settings.subject_prefix + user
 
+    async def bounds(self) -> tuple[int, int]:
+        """The stream's first and last sequence right now."""
+        try:
+            info = await self.js.stream_info(self.settings.stream)
+        except (TimeoutError, nats.errors.Error) as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        return int(info.state.first_seq), int(info.state.last_seq)
+
     async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
         request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}

@@ -34,15 +34,37 @@ def test_malformed_and_foreign_cursors_reset() -> None:
     assert plan_resume(encode_id(OLD_EPOCH, 42), EPOCH) == Reset(OTHER_EPOCH)
 
 
+def judge(after: int, *, own: bool, backlog: int, stream_first: int = 1) -> Reset | None:
+    return check_backlog(
+        after,
+        own=own,
+        backlog=backlog,
+        replay_max=500,
+        stream_first=stream_first,
+        per_user_max=1000,
+    )
+
+
 def test_backlog_within_replay_max_replays() -> None:
-    assert check_backlog(10, 10, 500, 500) is None
-    assert check_backlog(10, 10, 0, 500) is None
-
-
-def test_missing_own_message_means_something_may_be_gone() -> None:
-    assert check_backlog(10, 11, 3, 500) == Reset(EXPIRED)
-    assert check_backlog(10, None, 0, 500) == Reset(EXPIRED)
+    assert judge(10, own=True, backlog=500) is None
+    assert judge(10, own=True, backlog=0) is None
 
 
 def test_backlog_beyond_replay_max_resets() -> None:
-    assert check_backlog(10, 10, 501, 500) == Reset(TOO_MANY)
+    assert judge(10, own=True, backlog=501) == Reset(TOO_MANY)
+
+
+def test_own_message_gone_and_older_ones_aged_out_resets() -> None:
+    assert judge(10, own=False, backlog=3, stream_first=12) == Reset(EXPIRED)
+
+
+def test_position_cursor_is_whole_while_nothing_after_it_aged_out() -> None:
+    assert judge(0, own=False, backlog=3, stream_first=1) is None
+    assert judge(10, own=False, backlog=0, stream_first=11) is None
+    assert judge(10, own=False, backlog=3, stream_first=5) is None
+
+
+def test_position_cursor_with_a_full_cap_after_it_may_have_lost_some() -> None:
+    assert check_backlog(
+        10, own=False, backlog=1000, replay_max=5000, stream_first=1, per_user_max=1000
+    ) == Reset(EXPIRED)

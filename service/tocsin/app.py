@@ -13,7 +13,7 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import sse
+from . import sse, telemetry
 from .auth import (
     Forbidden,
     Principal,
@@ -68,6 +68,7 @@ def _error(
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
     """The Quart application of one tocsin process."""
     app = Quart("tocsin")
+    telemetry.watch(runtime)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
     @app.before_serving
@@ -138,6 +139,10 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     async def healthz() -> Response:
         return _json(200, {"status": "ok"})
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(telemetry.prometheus_text(), content_type=telemetry.PROMETHEUS_CONTENT_TYPE)
+
     @app.get("/readyz")
     async def readyz() -> Response:
         if runtime.ready:
@@ -160,7 +165,12 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         body = decode_publish_request(
             await request.get_data(cache=False, as_text=False, parse_form_data=False)
         )
-        ids = await connected().publisher.publish(body.recipients, body.body(), idempotency_key=key)
+        ids = await connected().publisher.publish(
+            body.recipients,
+            body.body(),
+            idempotency_key=key,
+            headers=telemetry.trace_headers(request.headers),
+        )
         return _json(202, PublishAccepted(ids=ids))
 
     @app.get("/notifications")
@@ -237,6 +247,7 @@ async def _logged(
 ) -> AsyncIterator[bytes]:
     fields: dict[str, Any] = {"user": conn.user, "conn": conn.id, "process": os.getpid()}
     log.info("stream open", extra={"fields": fields})
+    telemetry.stream_opened()
     started = time.monotonic()
     try:
         async with aclosing(frames):
@@ -256,3 +267,4 @@ async def _logged(
                 }
             },
         )
+        telemetry.stream_closed(stats.reason)

@@ -17,7 +17,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from . import sse
+from . import sse, telemetry
 from .ids import encode_id
 from .model import InvalidInput, is_user_id, notification_from
 
@@ -57,6 +57,7 @@ class Connection:
         if self.closing is not None:
             return
         if len(self._frames) >= self._capacity:
+            telemetry.slow_client_dropped()
             self.close(SLOW_CLIENT)
             return
         self._frames.append((seq, frame))
@@ -120,6 +121,7 @@ class Hub:
         conns.append(conn)
         while len(conns) > limit:
             conns.pop(0).close(EVICTED)
+            telemetry.evicted()
 
     def unregister(self, conn: Connection) -> None:
         """Forget a stream that has ended."""
@@ -155,8 +157,9 @@ class Hub:
             self._on_invalid(seq, msg.subject, f"{err.field}: {err.message}")
             return
         conns = self._by_user.get(user)
+        telemetry.received()
         if not conns:
             return
-        frame = sse.notification(item)
+        frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
         for conn in conns:
             conn.offer(seq, frame)

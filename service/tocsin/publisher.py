@@ -12,6 +12,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from . import telemetry
 from .ids import encode_id
 from .model import NotificationBody, decode_body, encode, is_user_id
 from .store import StoreUnavailable, stream_epoch
@@ -68,13 +69,16 @@ class Publisher:
         payload = encode(body)
         # Structs built in code skip msgspec's constraints; check them as a decode would.
         decode_body(payload)
-        results = await asyncio.gather(
-            *(
-                self._publish_one(user, payload, _headers(headers, idempotency_key, index, user))
-                for index, user in enumerate(recipients)
-            ),
-            return_exceptions=True,
-        )
+        with telemetry.publishing_batch(len(recipients)):
+            results = await asyncio.gather(
+                *(
+                    self._publish_one(
+                        user, payload, _headers(headers, idempotency_key, index, user)
+                    )
+                    for index, user in enumerate(recipients)
+                ),
+                return_exceptions=True,
+            )
         ids: list[str | None] = [
             encode_id(self.epoch, r) if isinstance(r, int) else None for r in results
         ]
@@ -86,12 +90,14 @@ class Publisher:
         return [i for i in ids if i is not None]
 
     async def _publish_one(self, user: str, payload: bytes, headers: dict[str, str] | None) -> int:
-        try:
-            ack = await self._js.publish(
-                SUBJECT_PREFIX + user, payload, stream=self._stream, headers=headers
-            )
-        except (TimeoutError, nats.errors.Error) as err:
-            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        with telemetry.producing(SUBJECT_PREFIX + user, headers) as produced:
+            try:
+                ack = await self._js.publish(
+                    SUBJECT_PREFIX + user, payload, stream=self._stream, headers=produced.headers
+                )
+            except (TimeoutError, nats.errors.Error) as err:
+                raise StoreUnavailable(str(err) or type(err).__name__) from err
+            produced.stored(self.epoch, int(ack.seq))
         return int(ack.seq)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from . import telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .embedded import EmbeddedNats
@@ -66,6 +67,7 @@ def run(settings: Settings) -> int:
 
 async def serve(settings: Settings, verifier: Verifier, listen_fd: int | None = None) -> None:
     """One worker: Hypercorn serving the app until told to stop."""
+    telemetry.configure()
     runtime = Runtime(settings)
     app = create_app(settings, runtime, verifier)
     config = Config()
@@ -88,6 +90,7 @@ async def serve(settings: Settings, verifier: Verifier, listen_fd: int | None = 
 
     log.info("listening", extra={"fields": {"bind": config.bind, "nats": settings.nats_urls}})
     await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+    telemetry.shutdown()
 
 
 def _run_workers(settings: Settings, verifier: Verifier) -> int:

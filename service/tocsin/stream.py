@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from . import sse
+from . import sse, telemetry
 from .hub import EVICTED, SHUTDOWN, Connection, Hub
 from .ids import encode_id
 from .model import InvalidInput, notification_from
@@ -58,6 +58,7 @@ async def run_stream(
     try:
         if isinstance(plan, Reset):
             stats.reset = plan.reason
+            telemetry.reset(plan.reason)
             yield sse.reset(plan.reason)
         elif isinstance(plan, Resume):
             async for seq, chunk in _replay(conn, plan.after, store, settings, stats):
@@ -74,7 +75,9 @@ async def run_stream(
                 last_sent = max(last_sent, frames[-1][0])
             if fresh:
                 stats.sent += len(fresh)
+                delivery = telemetry.delivery(fresh, telemetry.LIVE, conn.id)
                 yield b"".join(fresh)
+                delivery.written()
                 continue
             if frames:
                 continue
@@ -122,6 +125,7 @@ async def _replay(
             )
             if reset is not None:
                 stats.reset = reset.reason
+                telemetry.reset(reset.reason)
                 yield 0, sse.reset(reset.reason)
                 return
             messages = messages[1:]
@@ -131,11 +135,13 @@ async def _replay(
                 item = notification_from(encode_id(store.epoch, msg.seq), msg.time_ns, msg.data)
             except InvalidInput:
                 continue
-            frames.append(sse.notification(item))
+            frames.append(telemetry.replay_frame(sse.notification(item), msg, item.id))
         if frames:
             stats.sent += len(frames)
             stats.replayed += len(frames)
+            delivery = telemetry.delivery(frames, telemetry.REPLAY, conn.id)
             yield messages[-1].seq, b"".join(frames)
+            delivery.written()
         if batch.pending == 0 or not batch.messages:
             return
         start = batch.messages[-1].seq + 1

@@ -1,0 +1,606 @@
+"""Traces and metrics: what tocsin tells an SRE, set up from the standard `OTEL_*` variables.
+
+A notification's trace: a PRODUCER span where tocsin publishes it (its W3C context
+travels in the NATS headers), one CONSUMER span where a process's live feed hands
+it to that process's streams, and a short span per SSE write (live or replay).
+Metrics are always kept and served as Prometheus text; OTLP export is opt-in.
+The rest of the package calls the hooks here; they are cheap no-ops for tracing
+when no tracer provider is configured.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+
+from .ids import encode_id
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from .store import StoredMessage
+
+log = logging.getLogger("tocsin.telemetry")
+
+LIVE = "live"
+REPLAY = "replay"
+SUBJECT_TEMPLATE = "tocsin.user.{user_id}"
+PUBLISH_SPAN = "publish " + SUBJECT_TEMPLATE
+CREATE_SPAN = "create " + SUBJECT_TEMPLATE
+PROCESS_SPAN = "process " + SUBJECT_TEMPLATE
+DELIVER_SPAN = "deliver " + SUBJECT_TEMPLATE
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Live delivery is expected in milliseconds; the long tail catches replays, whose
+# "latency" is how old the notification was when the reconnecting client got it.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    3600.0,
+)
+
+_SCOPE = "tocsin"
+_MESSAGING: dict[str, AttributeValue] = {
+    "messaging.system": "nats",
+    "messaging.destination.template": SUBJECT_TEMPLATE,
+}
+_MODE_ATTRIBUTES = {LIVE: {"mode": LIVE}, REPLAY: {"mode": REPLAY}}
+_TRACE_HEADERS = ("traceparent", "tracestate")
+_in_batch: ContextVar[bool] = ContextVar("tocsin_publish_batch", default=False)
+
+
+class Watched(Protocol):
+    """What the metrics read from the process's NATS runtime when they are collected."""
+
+    @property
+    def ready(self) -> bool:
+        """Connected to NATS with the stream set up."""
+        ...
+
+    @property
+    def invalid_messages(self) -> int:
+        """Messages the live feed skipped as invalid, so far."""
+        ...
+
+
+class _HeaderGetter(Getter[Mapping[str, str]]):
+    """Reads trace headers from NATS headers, whose names a producer may capitalise."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        if value is None:
+            lowered = key.lower()
+            value = next((v for k, v in carrier.items() if k.lower() == lowered), None)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeaderGetter()
+
+
+_watched: weakref.ref[Watched] | None = None
+
+
+def _observe_nats(_options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _watched() if _watched is not None else None
+    return [] if runtime is None else [Observation(1 if runtime.ready else 0)]
+
+
+def _observe_invalid(_options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _watched() if _watched is not None else None
+    return [] if runtime is None else [Observation(runtime.invalid_messages)]
+
+
+class _Instruments:
+    """Every metric tocsin records, created from one meter."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.latency = meter.create_histogram(
+            "tocsin.delivery.latency",
+            unit="s",
+            description="Time from a notification being stored to its SSE frame being written, "
+            "by mode (live or replay)",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.published = meter.create_counter(
+            "tocsin.notifications.published",
+            unit="{notification}",
+            description="Notifications this process stored for HTTP, CLI or Python producers",
+        )
+        self.publish_errors = meter.create_counter(
+            "tocsin.notifications.publish_errors",
+            unit="{notification}",
+            description="Notifications this process failed to store (NATS unavailable)",
+        )
+        self.received = meter.create_counter(
+            "tocsin.notifications.received",
+            unit="{notification}",
+            description="Valid notifications this process's live feed received, from any producer",
+        )
+        self.routed = meter.create_counter(
+            "tocsin.notifications.routed",
+            unit="{notification}",
+            description="Live notifications handed to at least one stream open on this process",
+        )
+        self.delivered = meter.create_counter(
+            "tocsin.notifications.delivered",
+            unit="{notification}",
+            description="Notification frames written to SSE streams, by mode (live or replay)",
+        )
+        self.resets = meter.create_counter(
+            "tocsin.resets",
+            unit="{reset}",
+            description="Streams that had to send a reset event, by reason",
+        )
+        self.evictions = meter.create_counter(
+            "tocsin.evictions",
+            unit="{connection}",
+            description="Streams evicted because their user opened more than the per-user cap",
+        )
+        self.slow_client_drops = meter.create_counter(
+            "tocsin.slow_client_drops",
+            unit="{connection}",
+            description="Streams ended because the client read too slowly (mailbox full)",
+        )
+        self.opened = meter.create_counter(
+            "tocsin.connections.opened",
+            unit="{connection}",
+            description="SSE streams opened",
+        )
+        self.closed = meter.create_counter(
+            "tocsin.connections.closed",
+            unit="{connection}",
+            description="SSE streams closed, by reason",
+        )
+        self.open = meter.create_up_down_counter(
+            "tocsin.connections.open",
+            unit="{connection}",
+            description="SSE streams open now",
+        )
+        meter.create_observable_counter(
+            "tocsin.invalid_messages",
+            callbacks=[_observe_invalid],
+            unit="{message}",
+            description="Messages on the stream that failed validation and were skipped",
+        )
+        meter.create_observable_gauge(
+            "tocsin.nats.connected",
+            callbacks=[_observe_nats],
+            description="1 while this process is connected to NATS with the stream set up, else 0",
+        )
+
+
+class _State:
+    """The providers and instruments the hooks record into."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.tracer = (
+            tracer_provider.get_tracer(_SCOPE)
+            if tracer_provider is not None
+            else trace.get_tracer(_SCOPE)
+        )
+        meter = (
+            meter_provider.get_meter(_SCOPE)
+            if meter_provider is not None
+            else metrics.get_meter(_SCOPE)
+        )
+        self.instruments = _Instruments(meter)
+        self.registry = registry
+
+    def tracing(self) -> bool:
+        """Whether spans would be recorded anywhere (else the hooks skip them entirely)."""
+        if self.tracer_provider is not None:
+            return True
+        return not isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        )
+
+
+_state = _State(None, None, CollectorRegistry(auto_describe=True))
+_configured_pid: int | None = None
+_shutdowns: list[TracerProvider | MeterProvider] = []
+
+
+def use(
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    registry: CollectorRegistry | None = None,
+) -> None:
+    """Record into these providers (None: the global ones); serve `/metrics` from `registry`."""
+    global _state
+    _state = _State(tracer_provider, meter_provider, registry or CollectorRegistry())
+
+
+def prometheus_meter_provider(
+    *readers: MetricReader, resource: Resource | None = None
+) -> tuple[MeterProvider, CollectorRegistry]:
+    """A meter provider whose metrics a new registry renders as Prometheus text, plus `readers`."""
+    registry = CollectorRegistry(auto_describe=True)
+    prometheus = PrometheusMetricReader(registry=registry, scope_info_enabled=False)
+    provider = MeterProvider(
+        metric_readers=[prometheus, *readers],
+        resource=resource or Resource.create(),
+        shutdown_on_exit=False,
+    )
+    return provider, registry
+
+
+def configure(environ: Mapping[str, str] = os.environ) -> None:
+    """Set this process's tracing and metrics up from the `OTEL_*` variables (once per process).
+
+    `OTEL_TRACES_EXPORTER` is `none` unless set (tocsin prints no spans by default);
+    `otlp` and `console` are understood. `OTEL_METRICS_EXPORTER=otlp|console` adds a
+    push exporter; the Prometheus text of `/metrics` is always there. The sampler,
+    endpoint, headers and intervals are read by the SDK's own exporters and samplers.
+    """
+    global _configured_pid
+    if _configured_pid == os.getpid():
+        return
+    _configured_pid = os.getpid()
+    resource = _resource()
+    tracer_provider = _tracer_provider(_exporters(environ, "OTEL_TRACES_EXPORTER"), resource)
+    meter_provider, registry = prometheus_meter_provider(
+        *_metric_readers(_exporters(environ, "OTEL_METRICS_EXPORTER")), resource=resource
+    )
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    if tracer_provider is not None:
+        trace.set_tracer_provider(tracer_provider)
+        _shutdowns.append(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    _shutdowns.append(meter_provider)
+    use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
+    atexit.register(shutdown)
+
+
+def shutdown() -> None:
+    """Flush what the exporters still hold and stop them; safe to call more than once."""
+    while _shutdowns:
+        provider = _shutdowns.pop()
+        try:
+            provider.shutdown()
+        except Exception as err:
+            log.warning("telemetry shutdown failed", extra={"fields": {"error": str(err)}})
+
+
+def _resource() -> Resource:
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "tocsin"}))
+    return resource
+
+
+def _exporters(environ: Mapping[str, str], variable: str) -> set[str]:
+    names = {n.strip().lower() for n in environ.get(variable, "none").split(",") if n.strip()}
+    return names - {"none"}
+
+
+def _tracer_provider(exporters: set[str], resource: Resource) -> TracerProvider | None:
+    if not exporters:
+        return None
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    for name in sorted(exporters):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            # Synchronous on purpose: the console exporter is for watching spans as they happen.
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        else:
+            log.warning("unknown OTEL_TRACES_EXPORTER ignored", extra={"fields": {"name": name}})
+    return provider
+
+
+def _metric_readers(exporters: set[str]) -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    for name in sorted(exporters - {"prometheus"}):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        elif name == "console":
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        else:
+            log.warning("unknown OTEL_METRICS_EXPORTER ignored", extra={"fields": {"name": name}})
+    return readers
+
+
+def watch(runtime: Watched) -> None:
+    """Report `runtime`'s NATS state and invalid-message count (one runtime per process)."""
+    global _watched
+    _watched = weakref.ref(runtime)
+
+
+def prometheus_text() -> bytes:
+    """Every metric of this process in the Prometheus text format, for `GET /metrics`."""
+    return generate_latest(_state.registry)
+
+
+class HeaderLookup(Protocol):
+    """Anything headers can be looked up in by name (a mapping, an HTTP request's headers)."""
+
+    def get(self, key: str) -> str | None:
+        """The value of the header `key`, if present."""
+        ...
+
+
+def trace_headers(headers: HeaderLookup) -> dict[str, str] | None:
+    """The W3C trace context among `headers` (e.g. an HTTP request's), to continue it."""
+    found = {name: value for name in _TRACE_HEADERS if (value := headers.get(name))}
+    return found or None
+
+
+class Produced:
+    """One notification being published: the headers to send, and where to note the outcome."""
+
+    __slots__ = ("headers", "span")
+
+    def __init__(self, headers: dict[str, str] | None, span: trace.Span | None) -> None:
+        self.headers = headers
+        self.span = span
+
+    def stored(self, epoch: str, seq: int) -> None:
+        """The stream (of `epoch`) stored it as sequence `seq`."""
+        _state.instruments.published.add(1)
+        if self.span is not None:
+            self.span.set_attribute("messaging.message.id", encode_id(epoch, seq))
+
+
+@contextmanager
+def publishing_batch(count: int) -> Iterator[None]:
+    """Group one publish call's `count` notifications under one span (when more than one).
+
+    The PRODUCER spans of its notifications become `create` spans, children of this
+    CLIENT `send` span, as the messaging conventions have it for batches.
+    """
+    if count < 2 or not _state.tracing():
+        yield
+        return
+    attributes = {
+        **_MESSAGING,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
+        "messaging.batch.message_count": count,
+    }
+    with _state.tracer.start_as_current_span(
+        PUBLISH_SPAN, kind=SpanKind.CLIENT, attributes=attributes
+    ):
+        token = _in_batch.set(True)
+        try:
+            yield
+        finally:
+            _in_batch.reset(token)
+
+
+@contextmanager
+def producing(subject: str, headers: dict[str, str] | None) -> Iterator[Produced]:
+    """Publish one notification to `subject` inside a PRODUCER span, its context in the headers.
+
+    A `traceparent` already among `headers` (a caller's) is the span's parent; otherwise
+    the current context is.
+    """
+    if not _state.tracing():
+        try:
+            yield Produced(headers, None)
+        except Exception:
+            _state.instruments.publish_errors.add(1)
+            raise
+        return
+    parent = propagate.extract(headers, getter=_GETTER) if headers else None
+    batched = _in_batch.get()
+    attributes = {
+        **_MESSAGING,
+        "messaging.destination.name": subject,
+        "messaging.operation.type": "create" if batched else "send",
+        "messaging.operation.name": "create" if batched else "publish",
+    }
+    with _state.tracer.start_as_current_span(
+        CREATE_SPAN if batched else PUBLISH_SPAN,
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes=attributes,
+    ) as span:
+        carrier = dict(headers or {})
+        propagate.inject(carrier)
+        try:
+            yield Produced(carrier or None, span)
+        except Exception:
+            _state.instruments.publish_errors.add(1)
+            raise
+
+
+class TracedFrame(bytes):
+    """A notification's SSE frame that remembers what its delivery is measured against."""
+
+    stored_ns: int
+    subject: str
+    message_id: str
+    context: Context | None
+
+
+def _traced(
+    frame: bytes, subject: str, message_id: str, stored_ns: int, context: Context | None
+) -> TracedFrame:
+    traced = TracedFrame(frame)
+    traced.stored_ns = stored_ns
+    traced.subject = subject
+    traced.message_id = message_id
+    traced.context = context
+    return traced
+
+
+def received() -> None:
+    """The live feed received a valid notification."""
+    _state.instruments.received.add(1)
+
+
+def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int) -> bytes:
+    """The live feed hands `frame` to `streams` local streams: one CONSUMER span for all.
+
+    The span continues the producer's trace from the message headers; the frame
+    returned carries its context, so each write can be traced and timed.
+    """
+    _state.instruments.routed.add(1)
+    context = None
+    if _state.tracing():
+        parent = propagate.extract(msg.headers or {}, getter=_GETTER)
+        attributes = {
+            **_MESSAGING,
+            "messaging.destination.name": msg.subject,
+            "messaging.message.id": message_id,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.message.body.size": len(msg.data),
+            "tocsin.streams.local": streams,
+        }
+        span = _state.tracer.start_span(
+            PROCESS_SPAN, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )
+        span.end()
+        context = trace.set_span_in_context(span)
+    return _traced(frame, msg.subject, message_id, stored_ns, context)
+
+
+def replay_frame(frame: bytes, msg: StoredMessage, message_id: str) -> bytes:
+    """`frame` for the stored `msg`, carrying the producer's context for its delivery span."""
+    context = propagate.extract(msg.headers, getter=_GETTER) if _state.tracing() else None
+    return _traced(frame, msg.subject, message_id, msg.time_ns, context)
+
+
+class Delivery:
+    """Frames about to be written to one stream; `written()` records them once they are."""
+
+    __slots__ = ("_conn_id", "_frames", "_mode", "_started")
+
+    def __init__(self, frames: Sequence[bytes], mode: str, conn_id: str) -> None:
+        self._frames = frames
+        self._mode = mode
+        self._conn_id = conn_id
+        self._started = time.time_ns()
+
+    def written(self) -> None:
+        """The frames reached the connection: count them, time them, trace them."""
+        now = time.time_ns()
+        instruments = _state.instruments
+        labels = _MODE_ATTRIBUTES[self._mode]
+        tracing = _state.tracing()
+        for frame in self._frames:
+            if not isinstance(frame, TracedFrame):
+                continue
+            # The store's clock and ours may differ a little: never report negative time.
+            latency = max(now - frame.stored_ns, 0) / 1e9
+            instruments.latency.record(latency, labels)
+            if tracing and frame.context is not None:
+                self._trace(frame, latency, now)
+        instruments.delivered.add(len(self._frames), labels)
+
+    def _trace(self, frame: TracedFrame, latency: float, now: int) -> None:
+        attributes = {
+            **_MESSAGING,
+            "messaging.destination.name": frame.subject,
+            "messaging.message.id": frame.message_id,
+            "tocsin.delivery.mode": self._mode,
+            "tocsin.delivery.latency": latency,
+            "tocsin.connection.id": self._conn_id,
+        }
+        span = _state.tracer.start_span(
+            DELIVER_SPAN,
+            context=frame.context,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=self._started,
+        )
+        span.end(end_time=now)
+
+
+def delivery(frames: Sequence[bytes], mode: str, conn_id: str) -> Delivery:
+    """Start recording the write of `frames` (LIVE or REPLAY) to the stream `conn_id`."""
+    return Delivery(frames, mode, conn_id)
+
+
+def reset(reason: str) -> None:
+    """A stream sent a reset event."""
+    _state.instruments.resets.add(1, {"reason": reason})
+
+
+def evicted() -> None:
+    """A stream was evicted by a newer one of the same user."""
+    _state.instruments.evictions.add(1)
+
+
+def slow_client_dropped() -> None:
+    """A stream's mailbox overflowed: the client is dropped and will resume."""
+    _state.instruments.slow_client_drops.add(1)
+
+
+def stream_opened() -> None:
+    """An SSE stream started."""
+    _state.instruments.opened.add(1)
+    _state.instruments.open.add(1)
+
+
+def stream_closed(reason: str) -> None:
+    """An SSE stream ended for `reason`."""
+    _state.instruments.closed.add(1, {"reason": reason})
+    _state.instruments.open.add(-1)

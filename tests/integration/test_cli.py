@@ -1,0 +1,138 @@
+"""The command line: token, publish (over HTTP and natively) and tail, against real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+
+from tocsin.embedded import EmbeddedNats
+
+from support import SECRET, Tocsin, wait_for
+
+
+def tocsin_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run `tocsin ARGS` with the tests' secret; its completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "tocsin", *args, "--jwt-secret", SECRET],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_token_for_a_user_and_for_a_publisher() -> None:
+    user = tocsin_cli("token", "--user", "alice", "--ttl", "120")
+    assert user.returncode == 0, user.stderr
+    claims = jwt.decode(user.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 120
+    publisher = tocsin_cli("token", "--publisher")
+    claims = jwt.decode(publisher.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["scope"] == "publish"
+    assert claims["exp"] - claims["iat"] == 3600
+    bad = tocsin_cli("token", "--user", "not.valid")
+    assert bad.returncode == 2
+    assert "user id" in bad.stderr
+
+
+def test_token_uses_the_secret_serve_creates(tmp_path: Path) -> None:
+    data_dir = tmp_path
+    first = subprocess.run(
+        [sys.executable, "-m", "tocsin", "token", "--user", "a", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = (data_dir / "jwt-secret").read_text().strip()
+    assert jwt.decode(first.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "a"
+
+
+async def test_publish_over_http_and_natively_then_tail_shows_both(
+    tocsin: Tocsin, nats_server: EmbeddedNats
+) -> None:
+    common = ["--kind", "comment.created", "--subject-id", "doc_42"]
+    over_http = tocsin_cli(
+        "publish",
+        "--user",
+        "alice",
+        *common,
+        "--text",
+        "via http",
+        "--meta",
+        '{"n": 1}',
+        "--url",
+        tocsin.url,
+    )
+    assert over_http.returncode == 0, over_http.stderr
+    native = tocsin_cli(
+        "publish",
+        "--user",
+        "alice",
+        *common,
+        "--text",
+        "via nats",
+        "--actor-id",
+        "usr_8",
+        "--nats-url",
+        nats_server.url,
+    )
+    assert native.returncode == 0, native.stderr
+    ids = [over_http.stdout.strip(), native.stdout.strip()]
+    assert all(i.startswith("ntf_") for i in ids)
+
+    invalid = tocsin_cli(
+        "publish",
+        "--user",
+        "alice",
+        "--kind",
+        "BAD",
+        "--subject-id",
+        "s",
+        "--text",
+        "t",
+        "--url",
+        tocsin.url,
+    )
+    assert invalid.returncode != 0
+    assert "kind" in invalid.stderr
+
+    before_first = "ntf_" + ids[0][4:].rsplit("_", 1)[0] + "_0"
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tocsin",
+        "tail",
+        "--user",
+        "alice",
+        "--url",
+        tocsin.url,
+        "--last-event-id",
+        before_first,
+        "--jwt-secret",
+        SECRET,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert tail.stdout is not None
+        while len(lines) < 2:
+            lines.append((await tail.stdout.readline()).decode())
+
+    try:
+        await asyncio.wait_for(read(), 20)
+    finally:
+        tail.terminate()
+        await tail.wait()
+    events = [line.split(" ", 2) for line in lines]
+    assert [e[0] for e in events] == ["notification", "notification"]
+    assert [e[1] for e in events] == ids
+    assert [json.loads(e[2])["text"] for e in events] == ["via http", "via nats"]
+    assert json.loads(events[1][2])["actor_id"] == "usr_8"
+    await wait_for(lambda: tail.returncode is not None)

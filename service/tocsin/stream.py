@@ -102,13 +102,21 @@ async def run_stream(
         hub.unregister(conn)
 
 
+async def _stream_first(store: Store) -> int:
+    try:
+        first, _ = await store.bounds()
+    except StoreUnavailable:
+        raise _Ended(STORE_UNAVAILABLE) from None
+    return first
+
+
 async def _replay(
     conn: Connection, after: int, store: Store, settings: Settings, stats: StreamStats
 ) -> AsyncIterator[tuple[int, bytes]]:
     """(last sequence, frames) of everything stored for the user after `after`, page by page.
 
     The first read starts at `after` itself: finding the client's own message
-    proves nothing after it has been removed.
+    proves nothing after it has been removed (see `check_backlog`).
     """
     start, first = after, True
     while True:
@@ -119,16 +127,23 @@ async def _replay(
         messages = batch.messages
         if first:
             first = False
-            first_seq = messages[0].seq if messages else None
+            own = bool(messages) and messages[0].seq == after
+            if own:
+                messages = messages[1:]
+            stream_first = 0 if own else await _stream_first(store)
             reset = check_backlog(
-                after, first_seq, len(messages) - 1 + batch.pending, settings.replay_max
+                after,
+                own=own,
+                backlog=len(messages) + batch.pending,
+                replay_max=settings.replay_max,
+                stream_first=stream_first,
+                per_user_max=settings.per_user_max,
             )
             if reset is not None:
                 stats.reset = reset.reason
                 telemetry.reset(reset.reason)
                 yield 0, sse.reset(reset.reason)
                 return
-            messages = messages[1:]
         frames = []
         for msg in messages:
             try:

@@ -1,0 +1,410 @@
+"""Telemetry end to end: traces through NATS to the SSE write, /metrics, console spans, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tocsin import telemetry
+from tocsin.app import create_app
+from tocsin.embedded import EmbeddedNats, free_port
+from tocsin.hub import SHUTDOWN
+from tocsin.runtime import Runtime
+from tocsin.settings import Settings
+
+from support import (
+    SECRET,
+    VERIFIER,
+    Subscriber,
+    Tocsin,
+    TocsinFactory,
+    auth,
+    publish_http,
+    publisher_token,
+    user_token,
+    wait_for,
+)
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PRODUCER_SPAN_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PRODUCER_SPAN_ID}-01"
+BODY = json.dumps({"kind": "comment.created", "subject_id": "doc_1", "text": "hi"}).encode()
+
+
+class Spans:
+    """Spans recorded in this process, and the registry its metrics render from."""
+
+    def __init__(self, exporter: InMemorySpanExporter, registry: CollectorRegistry) -> None:
+        self.exporter = exporter
+        self.registry = registry
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        """Finished spans called `name`."""
+        return [s for s in self.exporter.get_finished_spans() if s.name == name]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """One Prometheus sample's value from this process's metrics, or None."""
+        return _sample(generate_latest(self.registry).decode(), name, **labels)
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+def _attributes(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider, registry = telemetry.prometheus_meter_provider()
+    telemetry.use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
+    try:
+        yield Spans(exporter, registry)
+    finally:
+        telemetry.use()
+
+
+@asynccontextmanager
+async def served(nats_url: str, data_dir: Path) -> AsyncIterator[str]:
+    """The tocsin app in this process, served by real Hypercorn on a free loopback port."""
+    settings = Settings(
+        port=free_port(), nats_urls=(nats_url,), data_dir=data_dir, heartbeat=1.0, jwt_secret=SECRET
+    )
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime, VERIFIER)
+    config = Config()
+    config.bind = [f"127.0.0.1:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 2.0
+    stop = asyncio.Event()
+
+    async def trigger() -> None:
+        await stop.wait()
+        runtime.hub.close_all(SHUTDOWN)
+
+    task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=trigger))
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            for _ in range(200):
+                if await ready():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("in-process tocsin never became ready")
+        yield url
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_native_traceparent_continues_through_consumer_and_delivery(
+    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    async with served(nats_server.url, tmp_path) as url:
+        sub = Subscriber(url, user_token("alice")).start()
+        nc = await nats.connect(nats_server.url)
+        try:
+            await sub.connected()
+            await nc.jetstream().publish(
+                "tocsin.user.alice", BODY, stream="TOCSIN", headers={"traceparent": TRACEPARENT}
+            )
+            await wait_for(lambda: len(sub.ids) == 1, what="the live notification")
+            await wait_for(
+                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+            )
+        finally:
+            await nc.close()
+            await sub.close()
+    (process,) = spans.named(telemetry.PROCESS_SPAN)
+    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
+    assert {_hex(s.context.trace_id, 32) for s in (process, deliver)} == {TRACE_ID}
+    assert process.kind is SpanKind.CONSUMER
+    assert process.parent is not None and _hex(process.parent.span_id, 16) == PRODUCER_SPAN_ID
+    assert deliver.parent is not None and deliver.parent.span_id == process.context.span_id
+    assert _attributes(process) == {
+        "messaging.system": "nats",
+        "messaging.destination.name": "tocsin.user.alice",
+        "messaging.destination.template": "tocsin.user.{user_id}",
+        "messaging.message.id": sub.ids[0],
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.message.body.size": len(BODY),
+        "tocsin.streams.local": 1,
+    }
+    delivered = _attributes(deliver)
+    assert delivered["tocsin.delivery.mode"] == "live"
+    assert delivered["messaging.message.id"] == sub.ids[0]
+    assert isinstance(delivered["tocsin.connection.id"], str)
+    assert spans.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
+    assert spans.sample("tocsin_notifications_delivered_total", mode="live") == 1
+
+
+async def test_http_publish_is_traced_from_the_request_to_the_write(
+    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    async with served(nats_server.url, tmp_path) as url:
+        sub = Subscriber(url, user_token("bob")).start()
+        try:
+            await sub.connected()
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                response = await client.post(
+                    "/notifications",
+                    json={"recipients": ["bob"], "kind": "k", "subject_id": "s", "text": "t"},
+                    headers={**auth(publisher_token()), "traceparent": TRACEPARENT},
+                )
+            assert response.status_code == 202, response.text
+            await wait_for(
+                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+            )
+        finally:
+            await sub.close()
+    (producer,) = spans.named(telemetry.PUBLISH_SPAN)
+    (process,) = spans.named(telemetry.PROCESS_SPAN)
+    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
+    assert producer.kind is SpanKind.PRODUCER
+    assert producer.parent is not None and _hex(producer.parent.span_id, 16) == PRODUCER_SPAN_ID
+    assert process.parent is not None and process.parent.span_id == producer.context.span_id
+    assert deliver.parent is not None and deliver.parent.span_id == process.context.span_id
+    assert {_hex(s.context.trace_id, 32) for s in (producer, process, deliver)} == {TRACE_ID}
+    assert _attributes(producer)["messaging.message.id"] == response.json()["ids"][0]
+    assert spans.sample("tocsin_notifications_published_total") == 1
+
+
+async def test_replayed_delivery_continues_the_producers_trace(
+    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    async with served(nats_server.url, tmp_path) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            (seen,) = await publish_http(client, ["carol"], "first")
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().publish(
+                "tocsin.user.carol", BODY, stream="TOCSIN", headers={"traceparent": TRACEPARENT}
+            )
+        finally:
+            await nc.close()
+        sub = Subscriber(url, user_token("carol"), last_event_id=seen).start()
+        try:
+            await wait_for(lambda: len(sub.ids) == 1, what="the replayed notification")
+            await wait_for(
+                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+            )
+        finally:
+            await sub.close()
+    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
+    assert _hex(deliver.context.trace_id, 32) == TRACE_ID
+    assert deliver.parent is not None and _hex(deliver.parent.span_id, 16) == PRODUCER_SPAN_ID
+    assert _attributes(deliver)["tocsin.delivery.mode"] == "replay"
+    assert _attributes(deliver)["messaging.message.id"] == sub.ids[0]
+    assert not spans.named(telemetry.PROCESS_SPAN)
+    assert spans.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1
+    assert spans.sample("tocsin_notifications_delivered_total", mode="replay") == 1
+
+
+async def _metrics(client: httpx.AsyncClient) -> str:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return response.text
+
+
+async def test_metrics_of_a_served_process_parse_and_move(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    tocsin = tocsin_factory(nats_server.url, "--heartbeat", "1s", "--max-conns-per-user", "1")
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as client:
+        before = await _metrics(client)
+        assert _sample(before, "tocsin_nats_connected") == 1
+        assert not _sample(before, "tocsin_notifications_published_total")
+        first = Subscriber(tocsin.url, user_token("dave"), reconnect=False).start()
+        second = Subscriber(tocsin.url, user_token("dave"), reconnect=False)
+        nc = await nats.connect(nats_server.url)
+        try:
+            await first.connected()
+            ids = await publish_http(client, ["dave"], "one")
+            await wait_for(lambda: first.ids == ids, what="the live notification")
+            await nc.jetstream().publish("tocsin.user.dave", b"not json", stream="TOCSIN")
+            second.start()
+            await second.connected()
+            await wait_for(lambda: any(e.event == "evicted" for e in first.events))
+
+            async def moved() -> str:
+                text = await _metrics(client)
+                if _sample(text, "tocsin_invalid_messages_total") != 1:
+                    return ""
+                if _sample(text, "tocsin_connections_closed_total", reason="evicted") != 1:
+                    return ""
+                return text
+
+            text = ""
+            for _ in range(100):
+                if text := await moved():
+                    break
+                await asyncio.sleep(0.05)
+            assert text, "counters for the invalid message and the eviction never moved"
+        finally:
+            await nc.close()
+            await first.close()
+            await second.close()
+    assert _sample(text, "tocsin_notifications_published_total") == 1
+    assert _sample(text, "tocsin_notifications_received_total") == 1
+    assert _sample(text, "tocsin_notifications_routed_total") == 1
+    assert _sample(text, "tocsin_notifications_delivered_total", mode="live") == 1
+    assert _sample(text, "tocsin_delivery_latency_seconds_count", mode="live") == 1
+    assert _sample(text, "tocsin_connections_opened_total") == 2
+    assert _sample(text, "tocsin_connections_open") == 1
+    assert _sample(text, "tocsin_evictions_total") == 1
+    assert _sample(text, "process_resident_memory_bytes") is not None
+
+
+async def test_console_exporter_prints_the_spans_of_a_native_publish(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "tocsin-console-test")
+    tocsin = tocsin_factory(nats_server.url, "--heartbeat", "1s")
+    sub = Subscriber(tocsin.url, user_token("erin")).start()
+    nc = await nats.connect(nats_server.url)
+    try:
+        await sub.connected()
+        await nc.jetstream().publish(
+            "tocsin.user.erin", BODY, stream="TOCSIN", headers={"traceparent": TRACEPARENT}
+        )
+        await wait_for(lambda: len(sub.ids) == 1, what="the live notification")
+        await wait_for(
+            lambda: tocsin.log().count(f"0x{TRACE_ID}") >= 2, what="both spans on the console"
+        )
+    finally:
+        await nc.close()
+        await sub.close()
+    output = tocsin.log()
+    assert telemetry.PROCESS_SPAN in output
+    assert telemetry.DELIVER_SPAN in output
+    assert "tocsin-console-test" in output
+
+
+async def test_without_otel_settings_no_spans_are_printed(
+    tocsin: Tocsin, http: httpx.AsyncClient
+) -> None:
+    sub = Subscriber(tocsin.url, user_token("frank")).start()
+    try:
+        await sub.connected()
+        ids = await publish_http(http, ["frank"])
+        await wait_for(lambda: sub.ids == ids, what="the live notification")
+    finally:
+        await sub.close()
+    await wait_for(lambda: '"msg": "stream close"' in tocsin.log(), what="the close log line")
+    assert telemetry.PROCESS_SPAN not in tocsin.log()
+    assert "trace_id" not in tocsin.log()
+
+
+def _log_lines(tocsin: Tocsin) -> list[dict[str, object]]:
+    lines = []
+    for line in tocsin.log().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+async def test_stream_log_lines_carry_who_how_long_and_why(
+    tocsin: Tocsin, http: httpx.AsyncClient
+) -> None:
+    sub = Subscriber(tocsin.url, user_token("gina"), reconnect=False).start()
+    try:
+        await sub.connected()
+        ids = await publish_http(http, ["gina"], "one")
+        await wait_for(lambda: sub.ids == ids, what="the live notification")
+    finally:
+        await sub.close()
+
+    def closed() -> list[dict[str, object]]:
+        return [line for line in _log_lines(tocsin) if line.get("msg") == "stream close"]
+
+    await wait_for(lambda: bool(closed()), what="the close log line")
+    (opened,) = [line for line in _log_lines(tocsin) if line.get("msg") == "stream open"]
+    (close,) = closed()
+    assert opened["user"] == close["user"] == "gina"
+    assert opened["conn"] == close["conn"]
+    assert tocsin.process is not None
+    assert close["process"] == close["pid"] == tocsin.process.pid
+    assert close["events_sent"] == 1
+    assert close["reason"] == "client_gone"
+    assert isinstance(close["duration_s"], float | int)
+
+
+async def test_tokens_never_appear_in_the_log(tocsin: Tocsin, http: httpx.AsyncClient) -> None:
+    good = user_token("hank")
+    short = user_token("hank", ttl=60)
+    long_in_query = user_token("hank", ttl=3600)
+    expired = user_token("hank", ttl=-120)
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    publisher = publisher_token()
+    for token in (expired, forged, "not-a-jwt-at-all-0123456789"):
+        response = await http.get("/notifications", headers=auth(token))
+        assert response.status_code == 401
+        response = await http.get("/notifications/stream", params={"token": token})
+        assert response.status_code == 401
+    response = await http.get("/notifications/stream", params={"token": long_in_query})
+    assert response.status_code == 401
+    response = await http.post("/notifications", json={}, headers=auth(good))
+    assert response.status_code == 403
+    response = await http.post(
+        "/notifications",
+        json={"recipients": ["hank"], "kind": "k", "subject_id": "s", "text": "t"},
+        headers=auth(publisher),
+    )
+    assert response.status_code == 202
+    assert (await http.get("/notifications", headers=auth(good))).status_code == 200
+    for sub in (
+        Subscriber(tocsin.url, good, reconnect=False),
+        Subscriber(tocsin.url, short, query=True, reconnect=False),
+    ):
+        sub.start()
+        try:
+            await sub.connected()
+        finally:
+            await sub.close()
+    await wait_for(
+        lambda: tocsin.log().count('"msg": "stream close"') == 2, what="both close log lines"
+    )
+    log = tocsin.log()
+    for token in (good, short, long_in_query, expired, forged, publisher):
+        signature = token.rsplit(".", 1)[1]
+        assert token not in log
+        assert signature not in log
+    assert SECRET not in log

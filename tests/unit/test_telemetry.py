@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -286,3 +288,35 @@ def test_every_metric_and_span_name_is_documented(untraced: Recorded) -> None:
         telemetry.DELIVER_SPAN,
     ):
         assert f"`{span}`" in docs
+
+
+def _referenced_metrics(expressions: list[str]) -> set[str]:
+    names = set()
+    for expr in expressions:
+        for name in re.findall(r"\b(tocsin_[a-z_]+)", expr):
+            names.add(re.sub(r"_(bucket|count|sum)$", "", name))
+    return names
+
+
+def test_alerts_and_dashboard_use_only_documented_metrics() -> None:
+    documented = set(re.findall(r"`(tocsin_[a-z_]+)`", DOCS.read_text()))
+    ops = DOCS.parents[1] / "ops"
+    rules = yaml.safe_load((ops / "prometheus" / "alerts.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    for rule in alerts:
+        assert {"alert", "expr", "labels", "annotations"} <= rule.keys(), rule
+        assert rule["labels"]["severity"] in ("page", "warning")
+    dashboard = json.loads((ops / "grafana" / "tocsin-dashboard.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    queries = [t["expr"] for p in panels for t in p["targets"]]
+    assert all(p["description"] for p in panels)
+    used = _referenced_metrics([r["expr"] for r in alerts] + queries)
+    assert used <= documented, used - documented
+    alerted = _referenced_metrics([r["expr"] for r in alerts])
+    assert {
+        "tocsin_nats_connected",
+        "tocsin_delivery_latency_seconds",
+        "tocsin_slow_client_drops_total",
+        "tocsin_invalid_messages_total",
+        "tocsin_notifications_delivered_total",
+    } <= alerted

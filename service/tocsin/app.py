@@ -21,6 +21,8 @@ from .auth import (
     Verifier,
     check_query_lifetime,
 )
+from .browser import browser_blueprint
+from .cors import install_cors
 from .hub import Connection
 from .model import (
     ErrorBody,
@@ -70,6 +72,8 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     app = Quart("tocsin")
     telemetry.watch(runtime)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.register_blueprint(browser_blueprint(settings, runtime, verifier))
+    install_cors(app, settings.cors_origins)
 
     @app.before_serving
     async def start() -> None:

@@ -1,0 +1,153 @@
+"""The browser side: the tocsin.js client, the demo page, and the development sign-in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+from quart import Blueprint, Response, request, send_from_directory
+
+from .auth import Unauthorized, Verifier, subscriber_claims
+from .model import InvalidInput, NotificationBody, encode
+from .runtime import Runtime
+from .settings import Settings
+from .store import StoreUnavailable
+
+CLIENT_DIR = Path(__file__).parent / "client"
+CLIENT_FILES = {
+    "tocsin.js": "text/javascript",
+    "tocsin.css": "text/css",
+}
+# The cookie the stream and feed endpoints read (contract §5).
+TOKEN_COOKIE = "tocsin_token"
+DEV_TOKEN_TTL = 8 * 3600
+
+T = TypeVar("T")
+
+
+class DevLogin(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of `POST /dev/login`."""
+
+    user: str
+
+
+class DevNotify(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of `POST /dev/notify`: a notification for the signed-in user."""
+
+    text: str
+    kind: str = "demo.message"
+    subject_id: str = "demo"
+    actor_id: str | None = None
+
+
+_login_decoder = msgspec.json.Decoder(DevLogin)
+_notify_decoder = msgspec.json.Decoder(DevNotify)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as err:
+        problem, _, at = str(err).partition(" - at `")
+        path = at.rstrip("`") or "$"
+        missing = re.match(r"Object (?:missing required|contains unknown) field `(.*)`$", problem)
+        raise InvalidInput(problem, f"{path}.{missing.group(1)}" if missing else path) from None
+    except msgspec.DecodeError as err:
+        raise InvalidInput(f"Body is not valid JSON: {err}", "$") from None
+
+
+def _json(status: int, value: object) -> Response:
+    return Response(encode(value), status=status, content_type="application/json")
+
+
+async def _static(name: str, mimetype: str) -> Response:
+    return await send_from_directory(CLIENT_DIR, name, mimetype=mimetype)
+
+
+def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) -> Blueprint:
+    """Routes for browsers: `/client/*`, the demo page at `/`, and `/dev/*` when switched on."""
+    browser = Blueprint("browser", __name__)
+
+    @browser.after_request
+    async def revalidate(response: Response) -> Response:
+        # The client and page change with tocsin; browsers must check their copy each time.
+        if request.path == "/" or request.path.startswith("/client/"):
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @browser.get("/")
+    async def demo_page() -> Response:
+        return await _static("index.html", "text/html")
+
+    @browser.get("/client/<name>")
+    async def client_file(name: str) -> Response:
+        mimetype = CLIENT_FILES.get(name)
+        if mimetype is None:
+            return _json(404, {"error": f"no client file {name!r}"})
+        return await _static(name, mimetype)
+
+    if not settings.dev_login:
+        return browser
+
+    async def signed_in() -> str:
+        token = request.cookies.get(TOKEN_COOKIE)
+        if not token:
+            raise Unauthorized("not signed in: POST /dev/login first")
+        return (await verifier.verify(token)).subscriber()
+
+    async def body() -> bytes:
+        return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+
+    @browser.get("/dev/session")
+    async def dev_session() -> Response:
+        token = request.cookies.get(TOKEN_COOKIE)
+        user: str | None = None
+        if token:
+            try:
+                user = (await verifier.verify(token)).subscriber()
+            except Unauthorized:
+                user = None
+        return _json(200, {"user": user, "dev_login": True})
+
+    @browser.post("/dev/login")
+    async def dev_login() -> Response:
+        login = _decode(_login_decoder, await body())
+        try:
+            claims = subscriber_claims(login.user, DEV_TOKEN_TTL)
+        except ValueError as err:
+            raise InvalidInput(str(err), "$.user") from None
+        try:
+            token = verifier.mint(claims)
+        except ValueError as err:
+            return _json(409, {"error": f"dev login needs a shared secret: {err}"})
+        response = _json(200, {"user": login.user, "expires_at": claims["exp"]})
+        response.set_cookie(
+            TOKEN_COOKIE, token, max_age=DEV_TOKEN_TTL, path="/", httponly=True, samesite="Lax"
+        )
+        return response
+
+    @browser.post("/dev/logout")
+    async def dev_logout() -> Response:
+        response = _json(200, {"user": None})
+        response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="Lax")
+        return response
+
+    @browser.post("/dev/notify")
+    async def dev_notify() -> Response:
+        user = await signed_in()
+        notify = _decode(_notify_decoder, await body())
+        parts = runtime.parts
+        if not runtime.ready or parts is None:
+            raise StoreUnavailable("not connected to NATS")
+        notification = NotificationBody(
+            kind=notify.kind,
+            subject_id=notify.subject_id,
+            text=notify.text,
+            actor_id=notify.actor_id,
+        )
+        ids = await parts.publisher.publish([user], notification)
+        return _json(202, {"ids": ids})
+
+    return browser

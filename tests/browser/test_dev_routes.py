@@ -1,0 +1,89 @@
+"""The browser routes over plain HTTP: static files, and the development sign-in switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tocsin.embedded import EmbeddedNats
+
+from support import Tocsin
+
+TocsinFactory = Callable[..., Tocsin]
+
+
+async def test_client_and_page_are_served(tocsin: Tocsin) -> None:
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+        page = await http.get("/")
+        script = await http.get("/client/tocsin.js")
+        style = await http.get("/client/tocsin.css")
+        missing = await http.get("/client/app.py")
+        escape = await http.get("/client/..%2fapp.py")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "client/tocsin.js" in page.text
+    assert script.status_code == 200
+    assert script.headers["content-type"].split(";")[0] == "text/javascript"
+    assert "export function subscribe" in script.text
+    assert style.status_code == 200
+    assert style.headers["content-type"].split(";")[0] == "text/css"
+    assert missing.status_code == 404
+    assert escape.status_code == 404
+
+
+async def test_dev_routes_answer_404_when_switched_off(tocsin: Tocsin) -> None:
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+        login = await http.post("/dev/login", json={"user": "alice"})
+        notify = await http.post("/dev/notify", json={"text": "hi"})
+        session = await http.get("/dev/session")
+    assert [login.status_code, notify.status_code, session.status_code] == [404, 404, 404]
+    assert "set-cookie" not in login.headers
+
+
+async def test_dev_login_sets_a_cookie_that_reads_the_feed(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    tocsin = tocsin_factory(nats_server.url, "--dev-login")
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+        assert (await http.get("/dev/session")).json()["user"] is None
+        refused = await http.post("/dev/notify", json={"text": "before signing in"})
+        assert refused.status_code == 401
+
+        login = await http.post("/dev/login", json={"user": "alice"})
+        assert login.status_code == 200
+        cookie = login.headers["set-cookie"]
+        assert cookie.startswith("tocsin_token=")
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert (await http.get("/dev/session")).json()["user"] == "alice"
+
+        sent = await http.post("/dev/notify", json={"text": "hello me", "actor_id": "Alex Rivera"})
+        assert sent.status_code == 202, sent.text
+        feed = (await http.get("/notifications")).json()
+        assert [i["id"] for i in feed["items"]] == sent.json()["ids"]
+        assert feed["items"][0]["text"] == "hello me"
+        assert feed["items"][0]["actor_id"] == "Alex Rivera"
+        assert feed["unread"] == 1
+
+        await http.post("/dev/logout")
+        assert (await http.get("/notifications")).status_code == 401
+
+
+async def test_dev_routes_refuse_bad_input(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    tocsin = tocsin_factory(nats_server.url, "--dev-login")
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+        bad_user = await http.post("/dev/login", json={"user": "not a user id"})
+        no_user = await http.post("/dev/login", json={})
+        assert (await http.post("/dev/login", json={"user": "bob"})).status_code == 200
+        empty_text = await http.post("/dev/notify", json={"text": ""})
+        not_json = await http.post("/dev/notify", content=b"{")
+    assert bad_user.status_code == 422
+    assert bad_user.json()["field"] == "$.user"
+    assert no_user.status_code == 422
+    assert no_user.json()["field"] == "$.user"
+    assert empty_text.status_code == 422
+    assert empty_text.json()["field"] == "$.text"
+    assert not_json.status_code == 422

@@ -85,7 +85,9 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.errorhandler(HTTPException)
     async def http_error(err: HTTPException) -> Response:
-        return _error(err.code or 500, err.description or err.name)
+        # Keep the headers the error carries, such as the `Allow` of a 405.
+        headers = {k: v for k, v in err.get_headers() if k.lower() != "content-type"}
+        return _error(err.code or 500, err.description or err.name, headers=headers)
 
     @app.errorhandler(Unauthorized)
     async def unauthorized(err: Unauthorized) -> Response:
@@ -205,7 +207,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             # Never 5xx here: any status but 200 ends EventSource's reconnecting for good.
             return _event_stream(_once(sse.hello(settings.retry_ms)))
         parts = runtime.parts
-        conn = Connection(user, secrets.token_hex(6), settings.queue_size)
+        conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
         runtime.hub.register(conn, settings.max_conns_per_user)
         plan = plan_resume(cursor, parts.store.epoch)
         stats = StreamStats()
@@ -237,7 +239,8 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
     return int(raw)
 

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-conns-per-user", type=int, default=int(_env("max-conns-per-user", "5") or 5)
     )
     serve.add_argument("--replay-max", type=int, default=int(_env("replay-max", "500") or 500))
+    serve.add_argument(
+        "--client-buffer",
+        type=int,
+        default=int(_env("client-buffer", "1024") or 1024),
+        help="notifications queued for one stream before its client counts as too slow",
+    )
     serve.add_argument("--cors-origin", action="append", default=list(_urls(_env("cors-origin"))))
     serve.add_argument(
         "--dev-login",
@@ -136,6 +142,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         heartbeat=parse_duration(args.heartbeat),
         max_conns_per_user=args.max_conns_per_user,
         replay_max=args.replay_max,
+        client_buffer=args.client_buffer,
         jwt_secret=args.jwt_secret,
         jwt_public_key=args.jwt_public_key,
         jwks_url=args.jwks_url,

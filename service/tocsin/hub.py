@@ -11,6 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -40,6 +41,10 @@ def ack_position(reply: str) -> tuple[int, int]:
     return int(tokens[7]), int(tokens[9])
 
 
+# How long a stream told to end may take to notice before its writer is cancelled.
+ABORT_GRACE_SECONDS = 5.0
+
+
 class Connection:
     """One open stream's mailbox: frames waiting to be written, and why it must end."""
 
@@ -51,6 +56,18 @@ class Connection:
         self._capacity = capacity
         self._frames: deque[tuple[int, bytes]] = deque()
         self._wake = asyncio.Event()
+        self._writer: asyncio.Task[Any] | None = None
+        self._abort: asyncio.TimerHandle | None = None
+
+    def attach(self, writer: asyncio.Task[Any]) -> None:
+        """Name the task writing this stream, so a stream stuck in a write can be cut off."""
+        self._writer = writer
+
+    def detach(self) -> None:
+        """The stream has ended: nothing is left to cut off."""
+        self._writer = None
+        if self._abort is not None:
+            self._abort.cancel()
 
     def offer(self, seq: int, frame: bytes) -> None:
         """Queue a frame; a full mailbox means the client is too slow and must resume later."""
@@ -68,6 +85,12 @@ class Connection:
         if self.closing is None:
             self.closing = reason
             self._frames.clear()
+            if self._writer is not None:
+                # A stream blocked writing to a client that stopped reading never looks
+                # at `closing`; cancelling its writer makes Hypercorn drop the connection.
+                self._abort = asyncio.get_running_loop().call_later(
+                    ABORT_GRACE_SECONDS, self._writer.cancel
+                )
         self._wake.set()
 
     def take(self) -> list[tuple[int, bytes]]:

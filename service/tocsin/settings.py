@@ -42,7 +42,7 @@ class Settings:
     duplicate_window: float = 120.0
     retry_ms: int = 2000
     shutdown_retry_ms: int = 500
-    queue_size: int = 1024
+    client_buffer: int = 1024
     graceful_timeout: float = 10.0
     dev_login: bool = False
 

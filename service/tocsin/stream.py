@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -53,6 +54,9 @@ async def run_stream(
     after the replay's reads is already queued; frames at or below the last
     sequence sent are dropped, which makes the handover gap- and duplicate-free.
     """
+    writer = asyncio.current_task()
+    if writer is not None:
+        conn.attach(writer)
     yield sse.hello(settings.retry_ms)
     last_sent = 0
     try:
@@ -99,6 +103,10 @@ async def run_stream(
         elif stats.reason == STORE_UNAVAILABLE:
             yield sse.retry(settings.retry_ms)
     finally:
+        # A stream cut off while stuck in a write ends by cancellation, not by `_Ended`.
+        if conn.closing is not None:
+            stats.reason = conn.closing
+        conn.detach()
         hub.unregister(conn)
 
 

@@ -39,7 +39,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Have the kernel SIGTERM this process when its parent dies (Linux; a no-op elsewhere)."""
     # Linux only: the kernel sends SIGTERM to the child if tocsin dies, even by SIGKILL,
     # so a crashed tocsin never leaves an orphan nats-server behind.
     with contextlib.suppress(OSError, AttributeError):
@@ -80,7 +81,7 @@ class EmbeddedNats:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

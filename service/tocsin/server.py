@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hypercorn.config import Config
 from . import telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
-from .embedded import EmbeddedNats
+from .embedded import EmbeddedNats, die_with_parent
 from .hub import SHUTDOWN
 from .runtime import Runtime
 from .settings import Settings
@@ -65,15 +64,16 @@ def run(settings: Settings) -> int:
             embedded.stop()
 
 
-async def serve(settings: Settings, verifier: Verifier, listen_fd: int | None = None) -> None:
+async def serve(settings: Settings, verifier: Verifier) -> None:
     """One worker: Hypercorn serving the app until told to stop."""
     telemetry.configure()
     runtime = Runtime(settings)
     app = create_app(settings, runtime, verifier)
     config = Config()
-    config.bind = (
-        [f"fd://{listen_fd}"] if listen_fd is not None else [f"{settings.host}:{settings.port}"]
-    )
+    config.bind = [f"{settings.host}:{settings.port}"]
+    # With several workers each binds its own SO_REUSEPORT socket (Hypercorn does so when
+    # `workers` > 1), so the kernel spreads connections evenly across them.
+    config.workers = settings.workers
     config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -94,15 +94,14 @@ async def serve(settings: Settings, verifier: Verifier, listen_fd: int | None = 
 
 
 def _run_workers(settings: Settings, verifier: Verifier) -> int:
-    listener = socket.create_server((settings.host, settings.port), backlog=2048)
-    listener.set_inheritable(True)
     children: set[int] = set()
     for _ in range(settings.workers):
         pid = os.fork()
         if pid == 0:
+            die_with_parent()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
-            asyncio.run(serve(settings, verifier, listener.fileno()))
+            asyncio.run(serve(settings, verifier))
             os._exit(0)
         children.add(pid)
     log.info("workers started", extra={"fields": {"pids": sorted(children)}})
@@ -118,5 +117,4 @@ def _run_workers(settings: Settings, verifier: Verifier) -> int:
     for pid in sorted(children):
         _, code = os.waitpid(pid, 0)
         status = status or os.waitstatus_to_exitcode(code)
-    listener.close()
     return status

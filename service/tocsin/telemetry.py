@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
@@ -142,83 +142,147 @@ def _observe_invalid(_options: CallbackOptions) -> Iterable[Observation]:
     return [] if runtime is None else [Observation(runtime.invalid_messages)]
 
 
-class _Instruments:
-    """Every metric tocsin records, created from one meter."""
+class Counts:
+    """Running totals as plain integers, read by observable instruments at each collection.
 
-    def __init__(self, meter: metrics.Meter) -> None:
-        self.latency = meter.create_histogram(
-            "tocsin.delivery.latency",
-            unit="s",
-            description="Time from a notification being stored to its SSE frame being written, "
-            "by mode (live or replay)",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-        )
-        self.published = meter.create_counter(
+    A synchronous OpenTelemetry `add` costs microseconds; these hooks run per
+    notification and per write, where an integer increment costs nanoseconds.
+    """
+
+    __slots__ = (
+        "closed",
+        "delivered",
+        "evictions",
+        "open",
+        "opened",
+        "publish_errors",
+        "published",
+        "received",
+        "resets",
+        "routed",
+        "slow_client_drops",
+    )
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.publish_errors = 0
+        self.received = 0
+        self.routed = 0
+        self.delivered = {LIVE: 0, REPLAY: 0}
+        self.resets: dict[str, int] = {}
+        self.evictions = 0
+        self.slow_client_drops = 0
+        self.opened = 0
+        self.closed: dict[str, int] = {}
+        self.open = 0
+
+
+_Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def _total(read: Callable[[], int]) -> _Callback:
+    return lambda _options: [Observation(read())]
+
+
+def _by(label: str, read: Callable[[], dict[str, int]]) -> _Callback:
+    # dict() copies in one step, so a key added meanwhile by the event loop cannot
+    # break the iteration of a collecting thread.
+    return lambda _options: [Observation(v, {label: k}) for k, v in dict(read()).items()]
+
+
+def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
+    """Create every metric tocsin reports; the latency histogram, the one recorded directly."""
+    notification, connection = "{notification}", "{connection}"
+    observed: list[tuple[str, str, str, _Callback]] = [
+        (
             "tocsin.notifications.published",
-            unit="{notification}",
-            description="Notifications this process stored for HTTP, CLI or Python producers",
-        )
-        self.publish_errors = meter.create_counter(
+            notification,
+            "Notifications this process stored for HTTP, CLI or Python producers",
+            _total(lambda: counts.published),
+        ),
+        (
             "tocsin.notifications.publish_errors",
-            unit="{notification}",
-            description="Notifications this process failed to store (NATS unavailable)",
-        )
-        self.received = meter.create_counter(
+            notification,
+            "Notifications this process failed to store (NATS unavailable)",
+            _total(lambda: counts.publish_errors),
+        ),
+        (
             "tocsin.notifications.received",
-            unit="{notification}",
-            description="Valid notifications this process's live feed received, from any producer",
-        )
-        self.routed = meter.create_counter(
+            notification,
+            "Valid notifications this process's live feed received, from any producer",
+            _total(lambda: counts.received),
+        ),
+        (
             "tocsin.notifications.routed",
-            unit="{notification}",
-            description="Live notifications handed to at least one stream open on this process",
-        )
-        self.delivered = meter.create_counter(
+            notification,
+            "Live notifications handed to at least one stream open on this process",
+            _total(lambda: counts.routed),
+        ),
+        (
             "tocsin.notifications.delivered",
-            unit="{notification}",
-            description="Notification frames written to SSE streams, by mode (live or replay)",
-        )
-        self.resets = meter.create_counter(
+            notification,
+            "Notification frames written to SSE streams, by mode (live or replay)",
+            _by("mode", lambda: counts.delivered),
+        ),
+        (
             "tocsin.resets",
-            unit="{reset}",
-            description="Streams that had to send a reset event, by reason",
-        )
-        self.evictions = meter.create_counter(
+            "{reset}",
+            "Streams that had to send a reset event, by reason",
+            _by("reason", lambda: counts.resets),
+        ),
+        (
             "tocsin.evictions",
-            unit="{connection}",
-            description="Streams evicted because their user opened more than the per-user cap",
-        )
-        self.slow_client_drops = meter.create_counter(
+            connection,
+            "Streams evicted because their user opened more than the per-user cap",
+            _total(lambda: counts.evictions),
+        ),
+        (
             "tocsin.slow_client_drops",
-            unit="{connection}",
-            description="Streams ended because the client read too slowly (mailbox full)",
-        )
-        self.opened = meter.create_counter(
+            connection,
+            "Streams ended because the client read too slowly (mailbox full)",
+            _total(lambda: counts.slow_client_drops),
+        ),
+        (
             "tocsin.connections.opened",
-            unit="{connection}",
-            description="SSE streams opened",
-        )
-        self.closed = meter.create_counter(
+            connection,
+            "SSE streams opened",
+            _total(lambda: counts.opened),
+        ),
+        (
             "tocsin.connections.closed",
-            unit="{connection}",
-            description="SSE streams closed, by reason",
-        )
-        self.open = meter.create_up_down_counter(
-            "tocsin.connections.open",
-            unit="{connection}",
-            description="SSE streams open now",
-        )
-        meter.create_observable_counter(
+            connection,
+            "SSE streams closed, by reason",
+            _by("reason", lambda: counts.closed),
+        ),
+        (
             "tocsin.invalid_messages",
-            callbacks=[_observe_invalid],
-            unit="{message}",
-            description="Messages on the stream that failed validation and were skipped",
+            "{message}",
+            "Messages on the stream that failed validation and were skipped",
+            _observe_invalid,
+        ),
+    ]
+    for name, unit, description, callback in observed:
+        meter.create_observable_counter(
+            name, callbacks=[callback], unit=unit, description=description
         )
-        meter.create_observable_gauge(
-            "tocsin.nats.connected",
-            callbacks=[_observe_nats],
-            description="1 while this process is connected to NATS with the stream set up, else 0",
-        )
+    meter.create_observable_up_down_counter(
+        "tocsin.connections.open",
+        callbacks=[_total(lambda: counts.open)],
+        unit=connection,
+        description="SSE streams open now",
+    )
+    meter.create_observable_gauge(
+        "tocsin.nats.connected",
+        callbacks=[_observe_nats],
+        description="1 while this process is connected to NATS with the stream set up, else 0",
+    )
+    return meter.create_histogram(
+        "tocsin.delivery.latency",
+        unit="s",
+        description="Time from a notification being stored to its SSE frame being written, "
+        "by mode (live or replay)",
+        explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+    )
 
 
 class _State:
@@ -241,16 +305,29 @@ class _State:
             if meter_provider is not None
             else metrics.get_meter(_SCOPE)
         )
-        self.instruments = _Instruments(meter)
+        self.counts = Counts()
+        self.latency = _instruments(meter, self.counts)
         self.registry = registry
+        self._tracing = tracer_provider is not None
+        self._recheck_at = 0.0
 
     def tracing(self) -> bool:
-        """Whether spans would be recorded anywhere (else the hooks skip them entirely)."""
-        if self.tracer_provider is not None:
+        """Whether spans would be recorded anywhere (else the hooks skip them entirely).
+
+        Without a provider of its own, tocsin follows the global one, which a service
+        embedding it may install at any time; looking it up costs about a microsecond,
+        so a negative answer is kept for a second.
+        """
+        if self._tracing:
             return True
-        return not isinstance(
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return False
+        self._recheck_at = now + 1.0
+        self._tracing = not isinstance(
             trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
         )
+        return self._tracing
 
 
 _state = _State(None, None, CollectorRegistry(auto_describe=True))
@@ -305,7 +382,9 @@ def configure(environ: Mapping[str, str] = os.environ) -> None:
     if tracer_provider is not None:
         trace.set_tracer_provider(tracer_provider)
         _shutdowns.append(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
+    # Not made global: the instruments created at import follow the global provider
+    # (for services embedding tocsin), and would then report beside these under the
+    # same names with stale values.
     _shutdowns.append(meter_provider)
     use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
     atexit.register(shutdown)
@@ -402,7 +481,7 @@ class Produced:
 
     def stored(self, epoch: str, seq: int) -> None:
         """The stream (of `epoch`) stored it as sequence `seq`."""
-        _state.instruments.published.add(1)
+        _state.counts.published += 1
         if self.span is not None:
             self.span.set_attribute("messaging.message.id", encode_id(epoch, seq))
 
@@ -444,7 +523,7 @@ def producing(subject: str, headers: dict[str, str] | None) -> Iterator[Produced
         try:
             yield Produced(headers, None)
         except Exception:
-            _state.instruments.publish_errors.add(1)
+            _state.counts.publish_errors += 1
             raise
         return
     parent = propagate.extract(headers, getter=_GETTER) if headers else None
@@ -466,7 +545,7 @@ def producing(subject: str, headers: dict[str, str] | None) -> Iterator[Produced
         try:
             yield Produced(carrier or None, span)
         except Exception:
-            _state.instruments.publish_errors.add(1)
+            _state.counts.publish_errors += 1
             raise
 
 
@@ -492,7 +571,7 @@ def _traced(
 
 def received() -> None:
     """The live feed received a valid notification."""
-    _state.instruments.received.add(1)
+    _state.counts.received += 1
 
 
 def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int) -> bytes:
@@ -501,7 +580,7 @@ def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int
     The span continues the producer's trace from the message headers; the frame
     returned carries its context, so each write can be traced and timed.
     """
-    _state.instruments.routed.add(1)
+    _state.counts.routed += 1
     context = None
     if _state.tracing():
         parent = propagate.extract(msg.headers or {}, getter=_GETTER)
@@ -542,7 +621,7 @@ class Delivery:
     def written(self) -> None:
         """The frames reached the connection: count them, time them, trace them."""
         now = time.time_ns()
-        instruments = _state.instruments
+        histogram = _state.latency
         labels = _MODE_ATTRIBUTES[self._mode]
         tracing = _state.tracing()
         for frame in self._frames:
@@ -550,10 +629,10 @@ class Delivery:
                 continue
             # The store's clock and ours may differ a little: never report negative time.
             latency = max(now - frame.stored_ns, 0) / 1e9
-            instruments.latency.record(latency, labels)
+            histogram.record(latency, labels)
             if tracing and frame.context is not None:
                 self._trace(frame, latency, now)
-        instruments.delivered.add(len(self._frames), labels)
+        _state.counts.delivered[self._mode] += len(self._frames)
 
     def _trace(self, frame: TracedFrame, latency: float, now: int) -> None:
         attributes = {
@@ -581,26 +660,28 @@ def delivery(frames: Sequence[bytes], mode: str, conn_id: str) -> Delivery:
 
 def reset(reason: str) -> None:
     """A stream sent a reset event."""
-    _state.instruments.resets.add(1, {"reason": reason})
+    resets = _state.counts.resets
+    resets[reason] = resets.get(reason, 0) + 1
 
 
 def evicted() -> None:
     """A stream was evicted by a newer one of the same user."""
-    _state.instruments.evictions.add(1)
+    _state.counts.evictions += 1
 
 
 def slow_client_dropped() -> None:
     """A stream's mailbox overflowed: the client is dropped and will resume."""
-    _state.instruments.slow_client_drops.add(1)
+    _state.counts.slow_client_drops += 1
 
 
 def stream_opened() -> None:
     """An SSE stream started."""
-    _state.instruments.opened.add(1)
-    _state.instruments.open.add(1)
+    _state.counts.opened += 1
+    _state.counts.open += 1
 
 
 def stream_closed(reason: str) -> None:
     """An SSE stream ended for `reason`."""
-    _state.instruments.closed.add(1, {"reason": reason})
-    _state.instruments.open.add(-1)
+    closed = _state.counts.closed
+    closed[reason] = closed.get(reason, 0) + 1
+    _state.counts.open -= 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,10 @@ import nats
 import pytest
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -316,6 +322,83 @@ async def test_console_exporter_prints_the_spans_of_a_native_publish(
     assert telemetry.PROCESS_SPAN in output
     assert telemetry.DELIVER_SPAN in output
     assert "tocsin-console-test" in output
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on loopback that keeps what it is sent, decoded."""
+
+    def __init__(self) -> None:
+        self.span_names: list[tuple[str, str]] = []
+        self.metric_names: set[str] = set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    traces = ExportTraceServiceRequest.FromString(body)
+                    for resource in traces.resource_spans:
+                        for scope in resource.scope_spans:
+                            receiver.span_names += [(s.trace_id.hex(), s.name) for s in scope.spans]
+                elif self.path == "/v1/metrics":
+                    metrics = ExportMetricsServiceRequest.FromString(body)
+                    for resource in metrics.resource_metrics:
+                        for scope in resource.scope_metrics:
+                            receiver.metric_names |= {m.name for m in scope.metrics}
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+async def test_otlp_export_carries_the_trace_and_the_metrics(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OtlpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "300")
+        tocsin = tocsin_factory(nats_server.url, "--heartbeat", "1s")
+        sub = Subscriber(tocsin.url, user_token("ivan")).start()
+        nc = await nats.connect(nats_server.url)
+        try:
+            await sub.connected()
+            await nc.jetstream().publish(
+                "tocsin.user.ivan", BODY, stream="TOCSIN", headers={"traceparent": TRACEPARENT}
+            )
+            await wait_for(lambda: len(sub.ids) == 1, what="the live notification")
+            await wait_for(
+                lambda: (TRACE_ID, telemetry.DELIVER_SPAN) in receiver.span_names,
+                what="the delivery span at the OTLP endpoint",
+            )
+            await wait_for(
+                lambda: "tocsin.delivery.latency" in receiver.metric_names,
+                what="the latency histogram at the OTLP endpoint",
+            )
+        finally:
+            await nc.close()
+            await sub.close()
+            tocsin.stop()
+    assert (TRACE_ID, telemetry.PROCESS_SPAN) in receiver.span_names
+    assert {"tocsin.notifications.delivered", "tocsin.nats.connected"} <= receiver.metric_names
 
 
 async def test_without_otel_settings_no_spans_are_printed(

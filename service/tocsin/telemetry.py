@@ -373,7 +373,12 @@ def configure(environ: Mapping[str, str] = os.environ) -> None:
         return
     _configured_pid = os.getpid()
     resource = _resource()
-    tracer_provider = _tracer_provider(_exporters(environ, "OTEL_TRACES_EXPORTER"), resource)
+    traces = _exporters(environ, "OTEL_TRACES_EXPORTER")
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        traces = set()
+    if "grpc" in environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", ""):
+        log.warning("OTLP over gRPC is not installed: exporting OTLP over HTTP (protobuf)")
+    tracer_provider = _tracer_provider(traces, resource)
     meter_provider, registry = prometheus_meter_provider(
         *_metric_readers(_exporters(environ, "OTEL_METRICS_EXPORTER")), resource=resource
     )

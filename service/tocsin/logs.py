@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
+
+_USERINFO = re.compile(r"//[^/@]*@")
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,6 +32,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def redact_url(url: str) -> str:
+    """`url` without its user info: a NATS URL may carry a password or token there."""
+    return _USERINFO.sub("//***@", url, count=1)
 
 
 def configure(level: str = "INFO") -> None:

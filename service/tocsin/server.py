@@ -17,6 +17,7 @@ from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .embedded import EmbeddedNats, die_with_parent
 from .hub import SHUTDOWN
+from .logs import redact_url
 from .runtime import Runtime
 from .settings import Settings
 
@@ -88,7 +89,8 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
         # Ending the streams first lets Hypercorn's graceful wait finish (hypercorn#308).
         runtime.hub.close_all(SHUTDOWN)
 
-    log.info("listening", extra={"fields": {"bind": config.bind, "nats": settings.nats_urls}})
+    nats = [redact_url(url) for url in settings.nats_urls]
+    log.info("listening", extra={"fields": {"bind": config.bind, "nats": nats}})
     await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
     telemetry.shutdown()
 

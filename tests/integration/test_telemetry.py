@@ -491,3 +491,13 @@ async def test_tokens_never_appear_in_the_log(tocsin: Tocsin, http: httpx.AsyncC
         assert token not in log
         assert signature not in log
     assert SECRET not in log
+
+
+async def test_nats_credentials_in_the_url_never_reach_the_log(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    secret = "nats-token-5f1c9a0e"
+    url = nats_server.url.replace("nats://", f"nats://{secret}@")
+    tocsin = tocsin_factory(url, "--heartbeat", "1s")
+    await wait_for(lambda: '"msg": "listening"' in tocsin.log(), what="the listening log line")
+    assert secret not in tocsin.log()

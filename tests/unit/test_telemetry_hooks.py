@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin import telemetry
 from tocsin.ids import encode_id
+from tocsin.logs import redact_url
 from tocsin.store import StoredMessage
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -320,3 +321,10 @@ def test_alerts_and_dashboard_use_only_documented_metrics() -> None:
         "tocsin_invalid_messages_total",
         "tocsin_notifications_delivered_total",
     } <= alerted
+
+
+def test_redact_url_hides_nats_user_info() -> None:
+    assert redact_url("nats://user:pa55@n1:4222") == "nats://***@n1:4222"
+    assert redact_url("nats://s3cr3t@n1:4222") == "nats://***@n1:4222"
+    assert redact_url("nats://n1:4222") == "nats://n1:4222"
+    assert redact_url("tls://n1:4222/path@x") == "tls://n1:4222/path@x"

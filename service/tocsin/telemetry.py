@@ -406,7 +406,8 @@ def shutdown() -> None:
 
 
 def _resource() -> Resource:
-    resource = Resource.create()
+    # The pid tells the workers of one `--workers N` process apart.
+    resource = Resource.create({"process.pid": os.getpid()})
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "tocsin"}))
     return resource

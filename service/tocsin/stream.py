@@ -58,7 +58,8 @@ async def run_stream(
     if writer is not None:
         conn.attach(writer)
     yield sse.hello(settings.retry_ms)
-    last_sent = 0
+    # The client holds everything up to its cursor: nothing at or below it may go out again.
+    last_sent = plan.after if isinstance(plan, Resume) else 0
     try:
         if isinstance(plan, Reset):
             stats.reset = plan.reason
@@ -74,9 +75,12 @@ async def run_stream(
             if conn.closing is not None:
                 raise _Ended(conn.closing)
             frames = conn.take()
-            fresh = [frame for seq, frame in frames if seq > last_sent]
-            if frames:
-                last_sent = max(last_sent, frames[-1][0])
+            # Compared one by one: a restarted live feed can queue old sequences after new ones.
+            fresh = []
+            for seq, frame in frames:
+                if seq > last_sent:
+                    fresh.append(frame)
+                    last_sent = seq
             if fresh:
                 stats.sent += len(fresh)
                 delivery = telemetry.delivery(fresh, telemetry.LIVE, conn.id)

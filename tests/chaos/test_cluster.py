@@ -1,0 +1,241 @@
+"""tocsin on a 3-node JetStream cluster: replicated storage, and exactly-once in-order
+delivery to every user while a NATS node and a tocsin process are killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from nats_cluster import NatsCluster
+
+from tocsin.model import NotificationBody
+from tocsin.publisher import Publisher
+from tocsin.store import StoreUnavailable, connect
+
+from support import Subscriber, Tocsin, auth, publisher_token, user_token, wait_for
+
+pytestmark = pytest.mark.chaos
+
+USERS = [f"u{n:03d}" for n in range(100)]
+ROUNDS = 100  # one notification to every user per round: 10,000 in all
+PUBLISHERS = 4  # rounds in flight at once
+RETRY_PAUSE_S = 0.2
+ROUND_DEADLINE_S = 60.0
+CRASH_CYCLES = 3
+
+
+def id_order(nid: str) -> tuple[int, str]:
+    """Ids of one epoch sort in sequence order as (length, string)."""
+    return len(nid), nid
+
+
+class RoamingSubscriber(Subscriber):
+    """A `Subscriber` that reconnects to the next tocsin each time, as a browser behind a
+    load balancer without sticky sessions would."""
+
+    def __init__(self, urls: Sequence[str], token: str, *, last_event_id: str) -> None:
+        super().__init__(urls[0], token, last_event_id=last_event_id)
+        self.urls = list(urls)
+
+    async def _connect_once(self) -> bool:
+        self.base_url = self.urls[self.connects % len(self.urls)]
+        return await super()._connect_once()
+
+
+class Producer:
+    """Publishes rounds over HTTP (even rounds) and natively (odd rounds), retrying each
+    failed attempt with the same idempotency key until it is stored."""
+
+    def __init__(self, tocsins: Sequence[Tocsin], publisher: Publisher) -> None:
+        self.tocsins = tocsins
+        self.publisher = publisher
+        self.ids: dict[str, list[str]] = {user: [] for user in USERS}
+        self.published = 0
+        self.failed_attempts = 0
+        self._http = httpx.AsyncClient(timeout=10)
+
+    async def run(self, rounds: int) -> None:
+        """Publish `rounds` rounds with `PUBLISHERS` in flight."""
+        todo: asyncio.Queue[int] = asyncio.Queue()
+        for number in range(rounds):
+            todo.put_nowait(number)
+
+        async def worker() -> None:
+            while not todo.empty():
+                number = todo.get_nowait()
+                publish = self._over_http if number % 2 == 0 else self._natively
+                ids = await publish(number)
+                assert len(ids) == len(USERS)
+                for user, nid in zip(USERS, ids, strict=True):
+                    self.ids[user].append(nid)
+                self.published += len(ids)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
+        finally:
+            await self._http.aclose()
+
+    async def _over_http(self, number: int) -> list[str]:
+        body = {"recipients": USERS, "kind": "chaos.http", "subject_id": f"r{number}"}
+        body["text"] = f"round {number}"
+        headers = {**auth(publisher_token()), "Idempotency-Key": f"chaos-{number}"}
+        deadline = time.monotonic() + ROUND_DEADLINE_S
+        attempt = 0
+        while True:
+            target = self.tocsins[(number + attempt) % len(self.tocsins)]
+            try:
+                response = await self._http.post(
+                    target.url + "/notifications", json=body, headers=headers
+                )
+                if response.status_code == 202:
+                    ids: list[str] = response.json()["ids"]
+                    return ids
+                assert response.status_code == 503, response.text
+                assert response.headers.get("Retry-After"), "503 without Retry-After"
+            except httpx.HTTPError:
+                pass
+            attempt += 1
+            self.failed_attempts += 1
+            assert time.monotonic() < deadline, f"round {number} not stored over HTTP"
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _natively(self, number: int) -> list[str]:
+        body = NotificationBody(
+            kind="chaos.native", subject_id=f"r{number}", text=f"round {number}"
+        )
+        deadline = time.monotonic() + ROUND_DEADLINE_S
+        while True:
+            try:
+                return await self.publisher.publish(USERS, body, idempotency_key=f"chaos-{number}")
+            except StoreUnavailable:
+                self.failed_attempts += 1
+                assert time.monotonic() < deadline, f"round {number} not stored natively"
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+
+async def stream_info(nc: Any, stream: str = "TOCSIN") -> dict[str, Any]:
+    """The stream's info as JetStream's API answers it."""
+    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=5)
+    info: dict[str, Any] = json.loads(reply.data)
+    return info
+
+
+async def seed(tocsin: Tocsin) -> dict[str, str]:
+    """One notification per user; each user's id, to start the user's stream after it."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            tocsin.url + "/notifications",
+            json={"recipients": USERS, "kind": "chaos.seed", "subject_id": "s", "text": "seed"},
+            headers=auth(publisher_token()),
+        )
+    assert response.status_code == 202, response.text
+    return dict(zip(USERS, response.json()["ids"], strict=True))
+
+
+async def test_stream_and_bucket_are_replicated_three_ways(
+    nats_cluster: NatsCluster, cluster_tocsins: list[Tocsin]
+) -> None:
+    nc = await connect(tuple(nats_cluster.urls.split(",")))
+    try:
+        for stream in ("TOCSIN", "KV_TOCSIN_READ"):
+            info = await stream_info(nc, stream)
+            assert info["config"]["num_replicas"] == 3, info
+            assert info["cluster"]["leader"], info
+            assert len(info["cluster"]["replicas"]) == 2, info
+    finally:
+        await nc.close()
+
+
+@pytest.mark.timeout(300)
+async def test_every_user_gets_everything_once_in_order_through_crashes(
+    nats_cluster: NatsCluster,
+    cluster_tocsins: list[Tocsin],
+) -> None:
+    urls = [t.url for t in cluster_tocsins]
+    subscribers: list[RoamingSubscriber] = []
+    cursors = await seed(cluster_tocsins[0])
+    for index, user in enumerate(USERS):
+        # Half the users start on each process; every reconnect moves to the other one.
+        order = urls[index % 2 :] + urls[: index % 2]
+        subscribers.append(
+            RoamingSubscriber(order, user_token(user), last_event_id=cursors[user]).start()
+        )
+    nc = await connect(tuple(nats_cluster.urls.split(",")), name="chaos-producer")
+    try:
+        for sub in subscribers:
+            await sub.connected()
+        producer = Producer(cluster_tocsins, await Publisher.connect(nc))
+        crashes: list[str] = []
+
+        async def published(count: int) -> None:
+            await wait_for(lambda: producer.published >= count, 120, f"{count} published")
+
+        async def crash_and_recover() -> None:
+            # Three rounds of: crash the stream's leader node, bring it back, crash one
+            # tocsin (each in turn), bring it back; all while notifications flow.
+            for cycle in range(CRASH_CYCLES):
+                base = 1000 + cycle * 3000
+                await published(base)
+                leader = (await stream_info(nc))["cluster"]["leader"]
+                node = nats_cluster.node(leader)
+                node.kill()
+                crashes.append(f"killed NATS {leader} (stream leader)")
+                await published(base + 1000)
+                node.start()
+                await asyncio.to_thread(nats_cluster.wait_formed, 60)
+                crashes.append(f"restarted NATS {leader}")
+                await published(base + 1500)
+                victim = cluster_tocsins[cycle % len(cluster_tocsins)]
+                victim.kill()
+                crashes.append(f"killed tocsin :{victim.port}")
+                await published(base + 2500)
+                await asyncio.to_thread(victim.start)
+                crashes.append(f"restarted tocsin :{victim.port}")
+
+        chaos = asyncio.create_task(crash_and_recover())
+        await producer.run(ROUNDS)
+        await chaos
+        assert len(crashes) == 4 * CRASH_CYCLES, crashes
+
+        for user in USERS:
+            assert len(set(producer.ids[user])) == ROUNDS, f"{user}: ids answered twice"
+        await wait_for(
+            lambda: all(len(s.ids) >= ROUNDS for s in subscribers),
+            90,
+            "every subscriber to receive its notifications",
+        )
+    finally:
+        await nc.close()
+        for sub in subscribers:
+            await sub.close()
+
+    problems = {}
+    for user, sub in zip(USERS, subscribers, strict=True):
+        expected = sorted(producer.ids[user], key=id_order)
+        resets = [e.data for e in sub.events if e.event == "reset"]
+        if sub.ids != expected or resets:
+            wanted = set(expected)
+            missing = sorted(wanted - set(sub.ids), key=id_order)
+            extra = [nid for nid in sub.ids if nid not in wanted]
+            duplicates = len(sub.ids) - len(set(sub.ids))
+            problems[user] = {
+                "missing": missing[:5],
+                "extra": extra[:5],
+                "duplicates": duplicates,
+                "in_order": sub.ids == sorted(sub.ids, key=id_order),
+                "resets": resets,
+            }
+    assert not problems, f"{len(problems)} users got the wrong notifications: {problems}"
+    texts = [json.loads(e.data)["text"] for e in subscribers[0].notifications]
+    assert sorted(texts) == sorted(f"round {n}" for n in range(ROUNDS))
+    reconnects = sum(s.connects for s in subscribers) - len(subscribers)
+    assert reconnects >= len(USERS) // 2, "killing a tocsin should have moved its streams"
+    print(
+        f"\n{crashes}; {producer.failed_attempts} publish attempts retried; "
+        f"{reconnects} stream reconnects"
+    )

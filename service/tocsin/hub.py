@@ -118,11 +118,14 @@ class Hub:
         self._by_user: dict[str, list[Connection]] = {}
         self._sub: Subscription | None = None
         self.epoch = ""
-        self.last_seq = 0
+        self._observe: Callable[[int], None] = _ignore
 
-    async def start(self, js: JetStreamContext, stream: str, epoch: str) -> None:
-        """Follow everything stored from now on."""
+    async def start(
+        self, js: JetStreamContext, stream: str, epoch: str, observe: Callable[[int], None]
+    ) -> None:
+        """Follow everything stored from now on, telling `observe` each sequence seen."""
         self.epoch = epoch
+        self._observe = observe
         self._sub = await js.subscribe(
             self._prefix + "*",
             stream=stream,
@@ -169,7 +172,7 @@ class Hub:
 
     async def _on_message(self, msg: Msg) -> None:
         seq, time_ns = ack_position(msg.reply)
-        self.last_seq = max(self.last_seq, seq)
+        self._observe(seq)
         user = msg.subject[len(self._prefix) :]
         if not is_user_id(user):
             self._on_invalid(seq, msg.subject, "$: the subject's user id is not valid")
@@ -186,3 +189,7 @@ class Hub:
         frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
         for conn in conns:
             conn.offer(seq, frame)
+
+
+def _ignore(_seq: int) -> None:
+    """Observe nothing until the hub is started."""

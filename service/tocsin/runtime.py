@@ -83,7 +83,7 @@ class Runtime:
             store = Store(nc, self.settings)
             await store.ensure()
             markers = await store.js.key_value(self.settings.read_bucket)
-            await self.hub.start(store.js, self.settings.stream, store.epoch)
+            await self.hub.start(store.js, self.settings.stream, store.epoch, store.observe)
         except BaseException:
             await nc.close()
             raise

@@ -117,12 +117,19 @@ async def stream_epoch(nc: Client, stream: str) -> str:
 
 
 class Store:
-    """The stream and bucket of one tocsin deployment, seen from one process."""
+    """The stream and bucket of one tocsin deployment, seen from one process.
+
+    Reads are direct gets, which any replica may answer, including one that lags.
+    Each carries `min_last_seq`: the highest sequence this process knows is stored
+    (`observe`), so a replica that has not caught up hands the read to the leader
+    instead of answering with less than this process has already seen.
+    """
 
     def __init__(self, nc: Client, settings: Settings) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
+        self.observed_seq = 0
         self.epoch = ""
         self._direct_subject = f"$JS.API.DIRECT.GET.{settings.stream}"
         self._inbox = ""
@@ -173,7 +180,13 @@ class Store:
             info = await self.js.stream_info(self.settings.stream)
         except (TimeoutError, nats.errors.Error) as err:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
+        self.observe(int(info.state.last_seq))
         return int(info.state.first_seq), int(info.state.last_seq)
+
+    def observe(self, seq: int) -> None:
+        """Note that the stream is known to hold sequence `seq` (never from a client's word:
+        a forged cursor would make every later read wait for a sequence that never comes)."""
+        self.observed_seq = max(self.observed_seq, seq)
 
     async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
@@ -207,6 +220,8 @@ class Store:
     async def _direct(self, request: dict[str, object], timeout: float) -> _Replies:
         if self.nc.is_closed or not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
+        if self.observed_seq > 0:
+            request["min_last_seq"] = self.observed_seq
         self._next_token += 1
         token = str(self._next_token)
         queue: asyncio.Queue[Msg] = asyncio.Queue()

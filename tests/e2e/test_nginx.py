@@ -42,6 +42,7 @@ def site_config(template: str, upstream_port: int, listen_port: int) -> str:
 
 def nginx_config(prefix: Path, site: str) -> str:
     """A whole nginx.conf around `site`, with every writable path under `prefix`."""
+    site = site.replace("/var/log/nginx/", f"{prefix}/")
     # As root, nginx's workers would switch to `nobody`, who cannot read the pytest tmp dir.
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "\n".join(
@@ -65,6 +66,7 @@ class Proxy:
 
     url: str
     process: subprocess.Popen[bytes]
+    prefix: Path
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def proxy(tocsin: Tocsin, tmp_path: Path) -> Iterator[Proxy]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx not serving: {(prefix / 'error.log').read_text()}")
             time.sleep(0.05)
-        yield Proxy(url, process)
+        yield Proxy(url, process, prefix)
     finally:
         process.send_signal(signal.SIGQUIT)
         try:
@@ -194,3 +196,24 @@ async def test_last_event_id_resume_through_the_proxy(
         assert sub.connects == 2
     finally:
         await sub.close()
+
+
+async def test_access_log_keeps_no_query_token(proxy: Proxy) -> None:
+    token = user_token("cy", ttl=60)
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream(
+            "GET", proxy.url + "/notifications/stream", params={"token": token}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line == ": hello":
+                break
+    access_log = proxy.prefix / "access.log"
+
+    def logged() -> bool:
+        return access_log.exists() and "/notifications/stream" in access_log.read_text()
+
+    await wait_for(logged, 10, "nginx to log the closed stream")
+    assert token not in access_log.read_text()

@@ -25,7 +25,7 @@ from playwright.async_api import Browser
 
 from tocsin.embedded import EmbeddedNats
 
-from support import Tocsin
+from support import Tocsin, wait_for
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "bell.png"
 # The `retry:` tocsin announces; a browser that meant to come back would within it.
@@ -172,11 +172,11 @@ async def test_evicted_tab_stays_down(
             oldest_streams.append(request.url) if "/notifications/stream" in request.url else None
         ),
     )
-    assert stream_opens(tocsin, "dave") == 1
+    await wait_for(lambda: stream_opens(tocsin, "dave") == 1, what="the first tab's stream")
 
     newest = await open_demo(context, tocsin.url)
     await wait_status(oldest, "evicted")
-    assert stream_opens(tocsin, "dave") == 2
+    await wait_for(lambda: stream_opens(tocsin, "dave") == 2, what="the second tab's stream")
     async with NativePublisher(nats_server.url) as producer:
         sent = await producer.send("dave", "only the newest tab hears this")
     await wait_true(newest, "() => window.tocsinDemo.received.length === 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import time
@@ -33,6 +34,7 @@ from .model import (
     encode,
 )
 from .publisher import PartialPublish, valid_idempotency_key
+from .ratelimit import RateLimiter
 from .replay import plan_resume
 from .runtime import Parts, Runtime
 from .settings import Settings
@@ -42,6 +44,7 @@ from .stream import StreamStats, run_stream
 log = logging.getLogger("tocsin.http")
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_SECONDS = 10
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 RETRY_AFTER_SECONDS = "1"
@@ -72,6 +75,9 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     app = Quart("tocsin")
     telemetry.watch(runtime)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # A body trickled in byte by byte (slowloris) gets 408 instead of holding a task forever.
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_SECONDS
+    limiter = RateLimiter(settings.publish_rate)
     app.register_blueprint(browser_blueprint(settings, runtime, verifier))
     install_cors(app, settings.cors_origins)
 
@@ -171,6 +177,14 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         body = decode_publish_request(
             await request.get_data(cache=False, as_text=False, parse_form_data=False)
         )
+        wait = limiter.take(principal.user or "", len(body.recipients), time.monotonic())
+        if wait > 0:
+            return _error(
+                429,
+                f"publish rate limit of {settings.publish_rate:g} notifications/s exceeded",
+                "recipients",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         ids = await connected().publisher.publish(
             body.recipients,
             body.body(),

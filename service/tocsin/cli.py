@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--replay-max", type=int, default=int(_env("replay-max", "500") or 500))
     serve.add_argument(
+        "--publish-rate",
+        type=float,
+        default=float(_env("publish-rate", "10000") or 10000),
+        help="notifications per second one publisher may send over HTTP (0: no limit)",
+    )
+    serve.add_argument(
         "--client-buffer",
         type=int,
         default=int(_env("client-buffer", "1024") or 1024),
@@ -121,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--last-event-id")
     tail.add_argument("--url", default=_env("url", DEFAULT_URL))
     _add_key_flags(tail)
+
+    from .bench import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 
@@ -143,6 +153,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_conns_per_user=args.max_conns_per_user,
         replay_max=args.replay_max,
         client_buffer=args.client_buffer,
+        publish_rate=args.publish_rate,
         jwt_secret=args.jwt_secret,
         jwt_public_key=args.jwt_public_key,
         jwks_url=args.jwks_url,
@@ -193,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             token = _mint(args, subscriber_claims(args.user, 3600))
             return asyncio.run(tail(args.url, token, args.last_event_id))
+        if args.command == "bench":
+            from .bench import run as run_bench
+
+            return run_bench(args)
     except ValueError as err:
         print(f"tocsin: {err}", file=sys.stderr)
         return 2

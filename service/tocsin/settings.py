@@ -43,6 +43,7 @@ class Settings:
     retry_ms: int = 2000
     shutdown_retry_ms: int = 500
     client_buffer: int = 1024
+    publish_rate: float = 10_000.0
     graceful_timeout: float = 10.0
     dev_login: bool = False
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from . import browser, model, replay
-from .app import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, TOKEN_COOKIE
+from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, TOKEN_COOKIE
 from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME
 from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX, SUBJECT_PREFIX
 
@@ -313,6 +313,7 @@ UNAUTHORIZED = _response(
     {"WWW-Authenticate": {"schema": {"type": "string"}}},
 )
 UNAVAILABLE = _response("Not connected to NATS; retry later.", "ErrorBody", RETRY_AFTER)
+SLOW_BODY = _response(f"The body did not arrive within {BODY_TIMEOUT_SECONDS} s.", "ErrorBody")
 TOO_LARGE = _response(f"The body is larger than {MAX_BODY_BYTES} bytes.", "ErrorBody")
 INVALID = _response("The body breaks the contract; `field` is the JSON path at fault.", "ErrorBody")
 EMPTY: Schema = {"type": "string", "maxLength": 0}
@@ -353,8 +354,15 @@ def _paths() -> Schema:
                     "400": _response("A malformed `Idempotency-Key`.", "ErrorBody"),
                     "401": UNAUTHORIZED,
                     "403": _response("The token lacks the publish scope.", "ErrorBody"),
+                    "408": SLOW_BODY,
                     "413": TOO_LARGE,
                     "422": INVALID,
+                    "429": _response(
+                        "The publisher sent more notifications per second than `--publish-rate` "
+                        "allows (each recipient counts); nothing was stored.",
+                        "ErrorBody",
+                        RETRY_AFTER,
+                    ),
                     "503": _response(
                         "NATS is unavailable; nothing, or only the recipients with an id in "
                         "`ids`, were stored.",
@@ -417,6 +425,7 @@ def _paths() -> Schema:
                 "responses": {
                     "200": _response("The read marker and what is still unread.", "ReadState"),
                     "401": UNAUTHORIZED,
+                    "408": SLOW_BODY,
                     "413": TOO_LARGE,
                     "422": INVALID,
                     "503": UNAVAILABLE,

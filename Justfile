@@ -20,3 +20,7 @@ lint:
 # Regenerate schemas/ from the msgspec structs.
 schemas:
     uv run python -m tocsin.contract schemas
+
+# Load scenarios (fanout, native, capacity, storm, publish, all) and their figures.
+bench *ARGS:
+    uv run tocsin bench {{ARGS}}

@@ -1,0 +1,95 @@
+"""`tocsin bench`: load scenarios driven from separate processes over real sockets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+from .limits import raise_open_files
+from .report import Row, progress, table
+from .scenarios import SCENARIOS, Knobs
+
+METHOD = """\
+Method: tocsin serve and a nats-server (JetStream, file storage, fsync on every write
+unless --nats-sync default) run as their own processes; the load comes from separate
+`python -m tocsin.bench.worker` processes over loopback TCP: SSE clients on raw asyncio
+sockets (HTTP/1.1, chunked, every frame parsed) and a publisher (keep-alive HTTP POSTs or
+nats-py JetStream publishes, paced to the asked rate). Latency is publish -> receive:
+the publisher stamps time.time_ns() into meta.t as it sends, the client subtracts it from
+its clock when the frame's bytes arrive (same machine, same clock). Every stream checks
+that sequences only grow, and its count and sum of sequences must equal what was stored
+for its user (nothing lost, duplicated or reordered). Server CPU is utime+stime from
+/proc/<pid>/stat of tocsin's processes and nats-server together over the measured
+window (publishing plus draining); RSS is VmRSS. Tracing: OTEL_TRACES_EXPORTER=otlp to a
+loopback OTLP/HTTP receiver in the bench process (every span sampled) unless --no-tracing."""
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `bench` subcommand and its flags."""
+    bench = commands.add_parser("bench", help="run load scenarios and print a table")
+    bench.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    bench.add_argument("--connections", type=int, help="streams (capacity: per worker)")
+    bench.add_argument("--users", type=int, help="users the streams belong to")
+    bench.add_argument("--rate", type=float, help="notifications per second to publish")
+    bench.add_argument("--seconds", type=float, help="how long to publish")
+    bench.add_argument("--batch", type=int, default=1, help="recipients per HTTP publish")
+    bench.add_argument("--workers", type=int, help="tocsin workers to start")
+    bench.add_argument("--heartbeat", help="tocsin --heartbeat (capacity: default 2s)")
+    bench.add_argument("--behind", type=int, help="storm: notifications each client missed")
+    bench.add_argument("--idle-seconds", type=float, help="capacity: how long to idle")
+    bench.add_argument("--client-procs", type=int, help="SSE client processes")
+    bench.add_argument("--no-tracing", action="store_true", help="run tocsin without tracing")
+    bench.add_argument("--target", help="load this tocsin (URL) instead of starting one")
+    bench.add_argument("--nats-url", help="with --target: its NATS, for native publishing")
+    bench.add_argument(
+        "--jwt-secret", default=os.environ.get("TOCSIN_JWT_SECRET"), help="with --target"
+    )
+    bench.add_argument(
+        "--pid", type=int, action="append", default=[], help="with --target: a pid to measure"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the scenarios asked for; print the table and the method."""
+    open_files = raise_open_files()
+    knobs = Knobs(
+        connections=args.connections,
+        users=args.users,
+        rate=args.rate,
+        seconds=args.seconds,
+        workers=args.workers,
+        heartbeat=args.heartbeat,
+        behind=args.behind,
+        idle_seconds=args.idle_seconds,
+        batch=args.batch,
+        client_procs=args.client_procs,
+        tracing=not args.no_tracing,
+        target_url=args.target,
+        nats_url=args.nats_url,
+        jwt_secret=args.jwt_secret,
+        pids=tuple(args.pid),
+        open_files=open_files,
+    )
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    import uvloop
+
+    rows = uvloop.run(_run_all(names, knobs))
+    print(table(rows))
+    print()
+    print(
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
+    )
+    print(f"Open-file limit: {open_files}; tracing: {'on' if knobs.tracing else 'off'}")
+    print(f"Command: tocsin bench {' '.join(sys.argv[2:] if len(sys.argv) > 1 else [])}")
+    print(METHOD)
+    return 0 if all(row.met is not False for row in rows) else 1
+
+
+async def _run_all(names: list[str], knobs: Knobs) -> list[Row]:
+    rows: list[Row] = []
+    for name in names:
+        progress(name, "starting")
+        rows += await SCENARIOS[name](knobs)
+    return rows

@@ -1,0 +1,196 @@
+"""The tocsin under test: one the bench starts (with its own nats-server), or one given by URL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..auth import Verifier, publisher_claims, subscriber_claims
+from ..embedded import EmbeddedNats, free_port
+from .procstat import Usage, children, usage
+
+
+@dataclass
+class ServerOptions:
+    """How the bench starts tocsin when it starts one itself."""
+
+    workers: int = 1
+    heartbeat: str = "15s"
+    tracing: bool = True
+    nats_sync: str = "always"
+    extra: list[str] = field(default_factory=list)
+
+
+class OtlpSink:
+    """A loopback OTLP/HTTP receiver that accepts and discards spans, so tracing is really on."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.requests = 0
+        self.bytes = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on a free loopback port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                self.requests += 1
+                self.bytes += length
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+class Target:
+    """Where the load goes, how to sign tokens for it, and which processes to measure."""
+
+    def __init__(self, url: str, nats_url: str, secret: str, pids: list[int] | None = None) -> None:
+        parts = urlsplit(url)
+        self.url = url.rstrip("/")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.nats_url = nats_url
+        self._verifier = Verifier(secret=secret)
+        self._fixed_pids = pids or []
+        self.nats_pid: int | None = None
+        self.serve_pid: int | None = None
+        self.sink: OtlpSink | None = None
+        self.options: ServerOptions | None = None
+        self._nats: EmbeddedNats | None = None
+        self._serve: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+
+    @classmethod
+    async def start(cls, options: ServerOptions) -> Target:
+        """Start a nats-server, a loopback OTLP sink (when tracing) and `tocsin serve`."""
+        folder = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
+        nats = EmbeddedNats(folder / "nats", sync_always=options.nats_sync == "always")
+        nats.start()
+        port = free_port()
+        target = cls(f"http://127.0.0.1:{port}", nats.url, secrets.token_urlsafe(32))
+        target._nats, target._dir, target.options = nats, folder, options
+        assert nats.process is not None
+        target.nats_pid = nats.process.pid
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOCSIN_"))}
+        env["TOCSIN_JWT_SECRET"] = target._verifier.secret or ""
+        if options.tracing:
+            target.sink = OtlpSink()
+            await target.sink.start()
+            env["OTEL_TRACES_EXPORTER"] = "otlp"
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{target.sink.port}"
+        command = [
+            sys.executable,
+            "-m",
+            "tocsin",
+            "serve",
+            "--nats-url",
+            nats.url,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(folder / "tocsin"),
+            "--workers",
+            str(options.workers),
+            "--heartbeat",
+            options.heartbeat,
+            *options.extra,
+        ]
+        log = open(folder / "tocsin.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+        target._serve = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        target.serve_pid = target._serve.pid
+        await target._wait_ready(options.workers)
+        return target
+
+    async def _wait_ready(self, workers: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1) as client:
+            while time.monotonic() < deadline:
+                assert self._serve is not None
+                if self._serve.poll() is not None:
+                    raise RuntimeError(f"tocsin serve exited early; see {self._dir}/tocsin.log")
+                try:
+                    ready = (await client.get(self.url + "/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    ready = False
+                if ready and (workers <= 1 or len(self.worker_pids) >= workers):
+                    # Every worker connects to NATS on its own: give the last ones a moment.
+                    if workers > 1:
+                        await asyncio.sleep(1.0)
+                    return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"tocsin not ready within {timeout} s; see {self._dir}/tocsin.log")
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The processes that serve HTTP: the workers, or `serve` itself with one worker."""
+        if self.serve_pid is None:
+            return list(self._fixed_pids)
+        workers = [p for p in children(self.serve_pid) if p != self.nats_pid]
+        return workers or [self.serve_pid]
+
+    @property
+    def server_pids(self) -> list[int]:
+        """Every server-side process whose CPU counts: tocsin's and nats-server's."""
+        pids = set(self.worker_pids)
+        if self.serve_pid is not None:
+            pids.add(self.serve_pid)
+        if self.nats_pid is not None:
+            pids.add(self.nats_pid)
+        return sorted(pids)
+
+    def usage(self) -> Usage:
+        """CPU and memory of the server side now (nothing known for a target given by URL)."""
+        return usage(self.server_pids)
+
+    def user_token(self, user: str, ttl: int = 7200) -> str:
+        """A subscriber token for `user`."""
+        return self._verifier.mint(subscriber_claims(user, ttl))
+
+    def publisher_token(self) -> str:
+        """A publisher token."""
+        return self._verifier.mint(publisher_claims(7200))
+
+    async def stop(self) -> None:
+        """Stop what the bench started (by pid) and remove its files."""
+        if self._serve is not None and self._serve.poll() is None:
+            self._serve.send_signal(signal.SIGTERM)
+            try:
+                self._serve.wait(20)
+            except subprocess.TimeoutExpired:
+                self._serve.kill()
+                self._serve.wait()
+        if self._nats is not None:
+            self._nats.stop()
+        if self.sink is not None:
+            await self.sink.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,294 @@
+"""A load process of `tocsin bench`: holds SSE streams or publishes, told what by JSON lines.
+
+Run as `python -m tocsin.bench.worker`; each line on stdin is a command, each
+answer one JSON line on stdout. Keeping the load in its own processes means the
+clients' CPU never hides inside tocsin's measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .limits import raise_open_files
+from .wire import KeepAlive, SseStream, Tally, id_seq, stream_request
+
+Command = dict[str, Any]
+
+
+class Streams:
+    """The SSE streams this process holds."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.streams: list[SseStream] = []
+
+    async def open(self, cmd: Command) -> Command:
+        """Open every stream of `cmd["conns"]` ([user, token, last_event_id]); wait for hellos."""
+        loop = asyncio.get_running_loop()
+        host, port, sources = cmd["host"], int(cmd["port"]), cmd["sources"]
+        gate = asyncio.Semaphore(int(cmd.get("concurrency", 256)))
+        failures: list[str] = []
+        started = time.monotonic()
+
+        async def one(index: int, user: str, token: str, last_id: str | None) -> None:
+            after = id_seq(last_id.encode()) if last_id else 0
+            request = stream_request(host, port, token, last_id)
+            stream = SseStream(user, request, self.tally, after)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            # Leave the port choice to connect(): each source address then has its own range.
+            sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((sources[index % len(sources)], 0))
+            async with gate:
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+                    await loop.create_connection(lambda: stream, sock=sock)
+                    await asyncio.wait_for(stream.hello, 60)
+                except (OSError, TimeoutError) as err:
+                    sock.close()
+                    failures.append(str(err) or type(err).__name__)
+                    return
+            self.streams.append(stream)
+
+        await asyncio.gather(
+            *(one(i, user, token, last_id) for i, (user, token, last_id) in enumerate(cmd["conns"]))
+        )
+        opened_in = time.monotonic() - started
+        # A reconnect storm: also time until this process's streams hold `expect` notifications.
+        expect = int(cmd.get("expect", 0))
+        deadline = started + float(cmd.get("expect_timeout", 60))
+        while self.tally.received < expect and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return {
+            "opened": len(cmd["conns"]) - len(failures),
+            "failed": len(failures),
+            "first_error": failures[0] if failures else None,
+            "seconds": opened_in,
+            "caught_up_seconds": time.monotonic() - started,
+            "received": self.tally.received,
+        }
+
+    async def stats(self, cmd: Command) -> Command:
+        """Totals, and per stream (count, sum of sequences, last id) when asked."""
+        answer: Command = {
+            "received": self.tally.received,
+            "disorder": self.tally.disorder,
+            "open": sum(1 for s in self.streams if not s.ended),
+        }
+        if cmd.get("per_stream"):
+            answer["per_stream"] = [
+                [s.user, s.count, s.seq_sum, s.last_id.decode()] for s in self.streams
+            ]
+        return answer
+
+    async def latencies(self, _cmd: Command) -> Command:
+        """Every publish-to-receive latency recorded since the last call, in nanoseconds."""
+        values, self.tally.latencies_ns = self.tally.latencies_ns, []
+        return {"latencies_ns": values}
+
+    async def close(self, _cmd: Command) -> Command:
+        """Close every stream, as browsers going away would."""
+        for stream in self.streams:
+            stream.close()
+        closed = len(self.streams)
+        self.streams = []
+        self.tally = Tally()
+        await asyncio.sleep(0)
+        return {"closed": closed}
+
+
+_IP_BIND_ADDRESS_NO_PORT = 24
+
+
+class Pacer:
+    """Hands out send slots at `rate` per second (0: as fast as asked) until `seconds` pass."""
+
+    def __init__(self, rate: float, seconds: float) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
+        self.issued = 0
+
+    async def next(self) -> bool:
+        """Wait for the next slot; False once the time is up."""
+        if self.rate > 0:
+            due = self.started + self.issued / self.rate
+            if due >= self.deadline:
+                return False
+            self.issued += 1
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return time.monotonic() < self.deadline
+
+
+def _count(sent: dict[str, list[int]], user: str, seq: int) -> None:
+    # Per user: how many were stored, the sum of their sequences, the last sequence.
+    tally = sent.setdefault(user, [0, 0, 0])
+    tally[0] += 1
+    tally[1] += seq
+    tally[2] = max(tally[2], seq)
+
+
+def _body(users: list[str], stamp: bool) -> bytes:
+    meta = {"t": time.time_ns()} if stamp else {}
+    return json.dumps(
+        {
+            "recipients": users,
+            "kind": "bench.tick",
+            "subject_id": "bench",
+            "text": "bench",
+            "meta": meta,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _notification(stamp: bool) -> bytes:
+    meta = {"t": time.time_ns()} if stamp else {}
+    return json.dumps(
+        {"kind": "bench.tick", "subject_id": "bench", "text": "bench", "meta": meta},
+        separators=(",", ":"),
+    ).encode()
+
+
+async def publish_http(cmd: Command) -> Command:
+    """POST notifications at `rate` per second (batches of `batch` recipients) for `seconds`."""
+    users: list[str] = cmd["users"]
+    batch = int(cmd.get("batch", 1))
+    per_user = int(cmd.get("per_user", 0))
+    stamp = bool(cmd.get("stamp", True))
+    pacer = Pacer(float(cmd.get("rate", 0)) / batch, float(cmd.get("seconds", 10)))
+    sent: dict[str, list[int]] = {}
+    errors: list[str] = []
+    accepted = 0
+    cursor = 0
+    total = per_user * len(users) if per_user else 0
+
+    async def run(conn: KeepAlive) -> None:
+        nonlocal accepted, cursor
+        while await pacer.next():
+            if total and cursor >= total:
+                return
+            recipients = [users[(cursor + i) % len(users)] for i in range(batch)]
+            if total:
+                recipients = recipients[: total - cursor]
+            cursor += len(recipients)
+            status, answer = await conn.post(_body(recipients, stamp))
+            if status != 202:
+                errors.append(f"{status} {answer[:200].decode(errors='replace')}")
+                continue
+            accepted += len(recipients)
+            ids = json.loads(answer)["ids"]
+            for user, notification_id in zip(recipients, ids, strict=True):
+                _count(sent, user, id_seq(notification_id.encode()))
+
+    conns = [
+        await KeepAlive.open(cmd["host"], int(cmd["port"]), "/notifications", cmd["token"])
+        for _ in range(int(cmd.get("conns", 16)))
+    ]
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(run(c) for c in conns))
+    finally:
+        for conn in conns:
+            conn.close()
+    return {
+        "accepted": accepted,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": time.monotonic() - started,
+        "sent": sent,
+    }
+
+
+async def publish_native(cmd: Command) -> Command:
+    """Publish straight to JetStream at `rate` per second with `inflight` publishes at a time."""
+    import nats
+
+    users: list[str] = cmd["users"]
+    stream = cmd.get("stream", "TOCSIN")
+    stamp = bool(cmd.get("stamp", True))
+    per_user = int(cmd.get("per_user", 0))
+    total = per_user * len(users) if per_user else 0
+    pacer = Pacer(float(cmd.get("rate", 0)), float(cmd.get("seconds", 10)))
+    sent: dict[str, list[int]] = {}
+    errors: list[str] = []
+    accepted = 0
+    cursor = 0
+    nc = await nats.connect(cmd["nats_url"], name="tocsin-bench")
+    js = nc.jetstream()
+
+    async def run() -> None:
+        nonlocal accepted, cursor
+        while await pacer.next():
+            if total and cursor >= total:
+                return
+            user = users[cursor % len(users)]
+            cursor += 1
+            try:
+                ack = await js.publish("tocsin.user." + user, _notification(stamp), stream=stream)
+            except Exception as err:
+                errors.append(str(err) or type(err).__name__)
+                continue
+            accepted += 1
+            _count(sent, user, int(ack.seq))
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(run() for _ in range(int(cmd.get("inflight", 64)))))
+    finally:
+        await nc.close()
+    return {
+        "accepted": accepted,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": time.monotonic() - started,
+        "sent": sent,
+    }
+
+
+async def serve_commands() -> None:
+    """Answer commands from stdin until `quit` or end of input."""
+    streams = Streams()
+    handlers: dict[str, Callable[[Command], Awaitable[Command]]] = {
+        "open": streams.open,
+        "stats": streams.stats,
+        "latencies": streams.latencies,
+        "close": streams.close,
+        "http": publish_http,
+        "native": publish_native,
+    }
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        cmd = json.loads(line) if line.strip() else {"cmd": "quit"}
+        if cmd["cmd"] == "quit":
+            await streams.close({})
+            return
+        try:
+            answer = await handlers[cmd["cmd"]](cmd)
+        except Exception as err:
+            answer = {"error": f"{type(err).__name__}: {err}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    """Entry point of a load process."""
+    raise_open_files()
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve_commands())
+
+
+if __name__ == "__main__":
+    main()

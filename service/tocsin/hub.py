@@ -1,7 +1,8 @@
 """The process-wide live feed, and the registry of this process's open streams.
 
-One ordered JetStream consumer per process carries every new notification; each
-is validated and encoded once, then handed to the local streams of its user.
+One follower (an ordered consumer, see `follow`) per process carries every new
+notification; each is validated and encoded once, then handed to the local
+streams of its user.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 
 from . import sse, telemetry
+from .follow import Delivery, Follower
 from .ids import encode_id
 from .model import InvalidInput, is_user_id, notification_from
 
@@ -27,19 +27,6 @@ log = logging.getLogger("tocsin.hub")
 EVICTED = "evicted"
 SLOW_CLIENT = "slow_client"
 SHUTDOWN = "shutdown"
-
-
-def ack_position(reply: str) -> tuple[int, int]:
-    """The stream sequence and stored time (ns) that a JetStream delivery's reply subject carries.
-
-    The subject is `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`,
-    or the same with domain and account hash after `$JS.ACK` (and a random suffix).
-    """
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[7])
-    return int(tokens[7]), int(tokens[9])
-
 
 # How long a stream told to end may take to notice before its writer is cancelled.
 ABORT_GRACE_SECONDS = 5.0
@@ -116,30 +103,29 @@ class Hub:
         self._prefix = subject_prefix
         self._on_invalid = on_invalid
         self._by_user: dict[str, list[Connection]] = {}
-        self._sub: Subscription | None = None
+        self.follower: Follower | None = None
         self.epoch = ""
         self._observe: Callable[[int], None] = _ignore
 
     async def start(
-        self, js: JetStreamContext, stream: str, epoch: str, observe: Callable[[int], None]
+        self,
+        nc: Client,
+        stream: str,
+        epoch: str,
+        start_seq: int,
+        observe: Callable[[int], None],
     ) -> None:
-        """Follow everything stored from now on, telling `observe` each sequence seen."""
+        """Follow everything stored from `start_seq` on, telling `observe` each sequence seen."""
         self.epoch = epoch
         self._observe = observe
-        self._sub = await js.subscribe(
-            self._prefix + "*",
-            stream=stream,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
-            idle_heartbeat=2.0,
-            cb=self._on_message,
-        )
+        self.follower = Follower(nc, stream, self._prefix + "*", self._on_message)
+        await self.follower.start(start_seq)
 
     async def stop(self) -> None:
         """Stop following the stream."""
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        if self.follower is not None:
+            await self.follower.stop()
+            self.follower = None
 
     def register(self, conn: Connection, limit: int) -> None:
         """Add an open stream; beyond `limit` per user the oldest is evicted."""
@@ -170,8 +156,8 @@ class Hub:
         """How many streams this process holds open."""
         return sum(len(conns) for conns in self._by_user.values())
 
-    async def _on_message(self, msg: Msg) -> None:
-        seq, time_ns = ack_position(msg.reply)
+    async def _on_message(self, msg: Msg, delivery: Delivery) -> None:
+        seq, time_ns = delivery.stream_seq, delivery.time_ns
         self._observe(seq)
         user = msg.subject[len(self._prefix) :]
         if not is_user_id(user):

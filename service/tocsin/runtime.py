@@ -83,7 +83,8 @@ class Runtime:
             store = Store(nc, self.settings)
             await store.ensure()
             markers = await store.js.key_value(self.settings.read_bucket)
-            await self.hub.start(store.js, self.settings.stream, store.epoch, store.observe)
+            _, last_seq = await store.bounds()
+            await self.hub.start(nc, self.settings.stream, store.epoch, last_seq + 1, store.observe)
         except BaseException:
             await nc.close()
             raise
@@ -96,6 +97,15 @@ class Runtime:
 
     async def _connection_changed(self, connected: bool) -> None:
         log.warning("NATS connection %s", "restored" if connected else "lost")
+        if connected and self.hub.follower is not None:
+            # The server may have restarted and forgotten the consumer: follow anew from
+            # the next sequence this process needs.
+            try:
+                await self.hub.follower.reset("reconnected")
+            except Exception as err:
+                log.warning(
+                    "could not follow the stream yet", extra={"fields": {"error": str(err)}}
+                )
 
     def _invalid(self, seq: int, subject: str, problem: str) -> None:
         self.invalid_messages += 1

@@ -30,22 +30,7 @@ async def publish(url: str, user: str, texts: list[str]) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize(
-    "with_cursor",
-    [
-        True,
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core bug: after a NATS restart the hub's ordered consumer restarts "
-                "from sequence 1 if this process had not yet seen a message live, and the "
-                "whole stream reaches live streams that have no cursor (hub.Hub.start)",
-            ),
-        ),
-    ],
-    ids=["resumed", "live"],
-)
+@pytest.mark.parametrize("with_cursor", [True, False], ids=["resumed", "live"])
 async def test_streams_get_only_new_notifications_after_a_nats_restart(
     nats_server: EmbeddedNats, tocsin_factory: Callable[..., Tocsin], with_cursor: bool
 ) -> None:

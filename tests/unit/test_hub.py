@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from tocsin.hub import EVICTED, SLOW_CLIENT, Connection, Hub, ack_position
-
-
-def test_ack_position_v1_and_v2_subjects() -> None:
-    assert ack_position("$JS.ACK.TOCSIN.c1.1.42.7.1764293894492123456.0") == (
-        42,
-        1764293894492123456,
-    )
-    assert ack_position("$JS.ACK.dom.acchash.TOCSIN.c1.1.42.7.1764293894492123456.0.rnd") == (
-        42,
-        1764293894492123456,
-    )
+from tocsin.hub import EVICTED, SLOW_CLIENT, Connection, Hub
 
 
 async def test_full_mailbox_closes_as_slow_client() -> None:

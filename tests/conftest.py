@@ -30,8 +30,10 @@ def tocsin_factory(tmp_path: Path) -> Iterator[TocsinFactory]:
     """Start tocsin processes on a NATS URL; all are stopped after the test."""
     started: list[Tocsin] = []
 
-    def start(nats_url: str, *flags: str, data_dir: Path | None = None) -> Tocsin:
-        proc = Tocsin(nats_url, data_dir or tmp_path / f"tocsin{len(started)}", *flags)
+    def start(
+        nats_url: str, *flags: str, data_dir: Path | None = None, host: str = "127.0.0.1"
+    ) -> Tocsin:
+        proc = Tocsin(nats_url, data_dir or tmp_path / f"tocsin{len(started)}", *flags, host=host)
         started.append(proc)
         proc.start()
         return proc

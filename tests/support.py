@@ -52,9 +52,10 @@ async def wait_for(
 class Tocsin:
     """A `tocsin serve` process, started and stopped by pid."""
 
-    def __init__(self, nats_url: str, data_dir: Path, *flags: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, nats_url: str, data_dir: Path, *flags: str, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.nats_url = nats_url
         self.data_dir = data_dir
         self.flags = flags
@@ -70,6 +71,8 @@ class Tocsin:
             "-m",
             "tocsin",
             "serve",
+            "--host",
+            self.host,
             "--port",
             str(self.port),
             "--data-dir",

@@ -55,15 +55,20 @@ def load_or_create_secret(data_dir: Path) -> tuple[str, bool]:
     if path.exists():
         return path.read_text().strip(), False
     data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    # O_EXCL: of two processes starting at once, one writes and both read its secret.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip(), False
+    # Written whole under a private name, then linked into place: of two processes
+    # starting at once, one links its secret and both read it, never a half-written file.
+    draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(secret + "\n")
-    return secret, True
+        out.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(draft, path)
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        draft.unlink()
+    return path.read_text().strip(), created
 
 
 class Verifier:

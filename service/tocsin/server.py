@@ -6,11 +6,14 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from dataclasses import replace
 from pathlib import Path
 
-from hypercorn.asyncio import serve as hypercorn_serve
+import uvloop
+from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config
+from hypercorn.utils import wrap_app
 
 from . import telemetry
 from .app import create_app
@@ -57,12 +60,25 @@ def run(settings: Settings) -> int:
         settings = replace(settings, nats_urls=(embedded.url,))
     try:
         if settings.workers <= 1:
-            asyncio.run(serve(settings, verifier))
+            uvloop.run(serve(settings, verifier))
             return 0
         return _run_workers(settings, verifier)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def limit_unacknowledged(sock: socket.socket, heartbeat: float) -> None:
+    """Make the kernel drop a connection whose peer stops acknowledging for three heartbeats.
+
+    A client that vanished without a FIN (a laptop lid, a dead mobile link) never reads
+    again; the heartbeats sent to it stay unacknowledged, and TCP_USER_TIMEOUT turns
+    that into an error on the next write instead of a socket held for many minutes.
+    Accepted connections inherit the option from the listening socket.
+    """
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        milliseconds = int(max(3 * heartbeat, 2.0) * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
 
 
 async def serve(settings: Settings, verifier: Verifier) -> None:
@@ -72,10 +88,13 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
     app = create_app(settings, runtime, verifier)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
-    # With several workers each binds its own SO_REUSEPORT socket (Hypercorn does so when
-    # `workers` > 1), so the kernel spreads connections evenly across them.
+    # With several workers each binds its own SO_REUSEPORT socket (Hypercorn's
+    # `create_sockets` does so when `workers` > 1): the kernel spreads connections evenly.
     config.workers = settings.workers
     config.graceful_timeout = settings.graceful_timeout
+    # Hypercorn's default backlog of 100 resets connections when thousands of browsers
+    # reconnect at once (after a restart); the kernel caps it at net.core.somaxconn.
+    config.backlog = 4096
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     stop = asyncio.Event()
@@ -89,9 +108,17 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
         # Ending the streams first lets Hypercorn's graceful wait finish (hypercorn#308).
         runtime.hub.close_all(SHUTDOWN)
 
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        limit_unacknowledged(sock, settings.heartbeat)
     nats = [redact_url(url) for url in settings.nats_urls]
     log.info("listening", extra={"fields": {"bind": config.bind, "nats": nats}})
-    await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, None),
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+    )
     telemetry.shutdown()
 
 
@@ -103,7 +130,7 @@ def _run_workers(settings: Settings, verifier: Verifier) -> int:
             die_with_parent()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
-            asyncio.run(serve(settings, verifier))
+            uvloop.run(serve(settings, verifier))
             os._exit(0)
         children.add(pid)
     log.info("workers started", extra={"fields": {"pids": sorted(children)}})

@@ -163,6 +163,12 @@ class Store:
         except nats.js.errors.BadRequestError as err:
             if err.err_code != _STREAM_NAME_IN_USE:
                 raise
+            # The bucket exists (maybe made by a concurrent process, or before a move to a
+            # cluster): bring its replica count in line, the one setting that may change.
+            info = await self.js.stream_info(f"KV_{self.settings.read_bucket}")
+            if info.config.num_replicas != self.settings.replicas:
+                info.config.num_replicas = self.settings.replicas
+                await self.js.update_stream(info.config)
 
     async def close(self) -> None:
         """Stop listening for direct-get replies."""

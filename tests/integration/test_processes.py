@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
+import nats
 
 from tocsin.embedded import EmbeddedNats
 
@@ -75,3 +76,21 @@ async def test_workers_die_with_their_parent(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
         what="the workers to exit after their parent was killed",
     )
+
+
+async def test_restart_with_new_settings_updates_stream_and_bucket(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    first = tocsin_factory(nats_server.url, "--per-user-max", "10", "--retention", "1d")
+    first.stop()
+    tocsin_factory(nats_server.url, "--per-user-max", "3", "--retention", "2h")
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        stream = await js.stream_info("TOCSIN")
+        assert stream.config.max_msgs_per_subject == 3
+        assert stream.config.max_age == 7200
+        bucket = await js.stream_info("KV_TOCSIN_READ")
+        assert bucket.config.num_replicas == 1
+    finally:
+        await nc.close()

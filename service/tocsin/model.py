@@ -74,26 +74,15 @@ class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     meta: Meta = msgspec.field(default_factory=dict)
 
 
-class PublishRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class PublishRequest(NotificationBody, forbid_unknown_fields=True, kw_only=True):
     """The body of `POST /notifications`: one notification for 1-1000 recipients."""
 
     recipients: Annotated[list[UserId], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
-    kind: Kind
-    subject_id: SubjectId
-    text: Text
-    actor_id: ActorId | None = None
-    created_at: CreatedAt | None = None
-    meta: Meta = msgspec.field(default_factory=dict)
 
     def body(self) -> NotificationBody:
         """The per-recipient notification body this request publishes."""
         return NotificationBody(
-            kind=self.kind,
-            subject_id=self.subject_id,
-            text=self.text,
-            actor_id=self.actor_id,
-            created_at=self.created_at,
-            meta=self.meta,
+            **{name: getattr(self, name) for name in NotificationBody.__struct_fields__}
         )
 
 

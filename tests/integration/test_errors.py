@@ -8,9 +8,10 @@ import time
 import httpx
 import jwt
 import pytest
-from support import SECRET, Tocsin, auth, publish_http, publisher_token, user_token
 
 from tocsin.embedded import EmbeddedNats
+
+from support import SECRET, Tocsin, auth, publish_http, publisher_token, user_token
 
 BODY = {"recipients": ["alice"], "kind": "comment.created", "subject_id": "d", "text": "t"}
 

@@ -11,13 +11,6 @@ from nats_cluster import NatsCluster
 from support import Tocsin
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the `chaos` marker (deselect these slow tests with `-m 'not chaos'`)."""
-    config.addinivalue_line(
-        "markers", "chaos: kills and restarts NATS nodes and tocsin processes (slow)"
-    )
-
-
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """Three nats-servers from ops/nats/, with a meta leader elected; killed after the test."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,9 +35,14 @@ def tocsin_factory(tmp_path: Path) -> Iterator[TocsinFactory]:
     started: list[Tocsin] = []
 
     def start(
-        nats_url: str, *flags: str, data_dir: Path | None = None, host: str = "127.0.0.1"
+        nats_url: str,
+        *flags: str,
+        data_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        python: str = sys.executable,
     ) -> Tocsin:
-        proc = Tocsin(nats_url, data_dir or tmp_path / f"tocsin{len(started)}", *flags, host=host)
+        data_dir = data_dir or tmp_path / f"tocsin{len(started)}"
+        proc = Tocsin(nats_url, data_dir, *flags, host=host, python=python)
         started.append(proc)
         proc.start()
         return proc
@@ -54,3 +63,50 @@ async def http(tocsin: Tocsin) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the tocsin under test."""
     async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as client:
         yield client
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of `version` on this machine: uv's own search, then pyenv's versions."""
+    candidates = []
+    uv = shutil.which("uv")
+    if uv is not None:
+        found = subprocess.run(
+            [uv, "python", "find", version], capture_output=True, text=True, check=False
+        )
+        candidates.append(found.stdout.strip())
+    candidates += sorted(
+        str(path) for path in Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}")
+    )
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def python312(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The interpreter of a Python 3.12 virtual environment with tocsin installed.
+
+    Hypercorn waits for open streams forever on Python >= 3.12 unless they are ended
+    first (hypercorn#308), so shutdown is also tested on 3.12.
+    """
+    interpreter = find_python("3.12")
+    uv = shutil.which("uv")
+    if interpreter is None or uv is None:
+        pytest.skip("no Python 3.12 interpreter (or no uv) on this machine")
+    venv = tmp_path_factory.mktemp("py312") / "venv"
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run([uv, "venv", "--quiet", "--python", interpreter, str(venv)], check=True, env=env)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", python, str(Path(__file__).parents[1])],
+        check=True,
+        env=env,
+    )
+    return python

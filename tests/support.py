@@ -52,7 +52,15 @@ async def wait_for(
 class Tocsin:
     """A `tocsin serve` process, started and stopped by pid."""
 
-    def __init__(self, nats_url: str, data_dir: Path, *flags: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        nats_url: str,
+        data_dir: Path,
+        *flags: str,
+        host: str = "127.0.0.1",
+        python: str = sys.executable,
+    ) -> None:
+        self.python = python
         self.host = host
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
@@ -67,7 +75,7 @@ class Tocsin:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TOCSIN_JWT_SECRET": SECRET}
         command = [
-            sys.executable,
+            self.python,
             "-m",
             "tocsin",
             "serve",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import nats
+import pytest
 
 from tocsin.embedded import EmbeddedNats
 from tocsin.model import NotificationBody
@@ -48,10 +51,22 @@ async def test_open_stream_survives_a_nats_restart(
         await sub.close()
 
 
+@pytest.mark.parametrize("python", ["3.11", "3.12"])
 async def test_sigterm_ends_streams_with_a_short_retry_and_exits(
-    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+    nats_server: EmbeddedNats,
+    tocsin_factory: TocsinFactory,
+    python: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    proc = tocsin_factory(nats_server.url, "--heartbeat", "30s")
+    interpreter = request.getfixturevalue("python312") if python == "3.12" else sys.executable
+    proc = tocsin_factory(nats_server.url, "--heartbeat", "30s", python=interpreter)
+    version = subprocess.run(
+        [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout.strip() == python
     streams = 200
     async with httpx.AsyncClient(
         base_url=proc.url, timeout=30, limits=httpx.Limits(max_connections=streams + 10)

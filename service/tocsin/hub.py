@@ -8,7 +8,6 @@ streams of its user.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,8 +20,6 @@ from . import sse, telemetry
 from .follow import Delivery, Follower
 from .ids import encode_id
 from .model import InvalidInput, is_user_id, notification_from
-
-log = logging.getLogger("tocsin.hub")
 
 EVICTED = "evicted"
 SLOW_CLIENT = "slow_client"

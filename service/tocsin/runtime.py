@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from .feed import Feeds
-from .hub import Hub
+from .hub import SHUTDOWN, Hub
 from .publisher import Publisher
 from .settings import Settings
 from .store import Store, connect
@@ -38,6 +38,7 @@ class Runtime:
         self.parts: Parts | None = None
         self.invalid_messages = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def ready(self) -> bool:
@@ -48,14 +49,10 @@ class Runtime:
         """Begin connecting in the background; HTTP serves (not ready) meanwhile."""
         self._task = asyncio.create_task(self._connect_until_ready())
 
-    async def wait_ready(self) -> None:
-        """Wait until the first connection and set-up have finished."""
-        if self._task is not None:
-            await self._task
-
     async def stop(self) -> None:
         """Close every stream, stop following, and leave NATS."""
-        self.hub.close_all("shutdown")
+        self._stopping = True
+        self.hub.close_all(SHUTDOWN)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         await self.hub.stop()
@@ -96,6 +93,8 @@ class Runtime:
         )
 
     async def _connection_changed(self, connected: bool) -> None:
+        if self._stopping:
+            return
         log.warning("NATS connection %s", "restored" if connected else "lost")
         if connected and self.hub.follower is not None:
             # The server may have restarted and forgotten the consumer: follow anew from

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from .model import InvalidInput, notification_from
 from .replay import Live, Plan, Reset, Resume, check_backlog
 from .settings import Settings
 from .store import Store, StoreUnavailable
-
-log = logging.getLogger("tocsin.stream")
 
 REPLAY_PAGE = 256
 TOKEN_EXPIRED = "token_expired"

@@ -197,3 +197,30 @@ async def test_invalid_native_message_is_skipped_and_counted(
     finally:
         await nc.close()
         await sub.close()
+
+
+async def test_http2_stream_carries_events_and_no_connection_header(
+    tocsin: Tocsin, http: httpx.AsyncClient
+) -> None:
+    # Over HTTP/2 several tabs share one connection (browsers allow only 6 per origin
+    # on HTTP/1.1); `Connection` is a forbidden header there.
+    cursor = (await http.get("/notifications", headers=auth(user_token("alice")))).json()["cursor"]
+    ids = await publish_http(http, ["alice"], "over h2")
+    async with (
+        httpx.AsyncClient(base_url=tocsin.url, http1=False, http2=True) as h2,
+        h2.stream(
+            "GET",
+            "/notifications/stream",
+            headers={**auth(user_token("alice")), "Last-Event-ID": cursor},
+        ) as response,
+    ):
+        assert response.http_version == "HTTP/2"
+        assert response.status_code == 200
+        assert "connection" not in response.headers
+        seen = b""
+        async with asyncio.timeout(10):
+            async for chunk in response.aiter_raw():
+                seen += chunk
+                if b"\n\n" in seen.split(b"event: notification", 1)[-1]:
+                    break
+        assert f"id: {ids[0]}\nevent: notification\n".encode() in seen

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import aconnect_sse
+from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin.auth import Verifier, publisher_claims, subscriber_claims
 from tocsin.embedded import free_port
@@ -293,3 +294,13 @@ async def feed_cursor(client: httpx.AsyncClient, user: str) -> str:
     assert response.status_code == 200, response.text
     cursor: str = response.json()["cursor"]
     return cursor
+
+
+async def metric_value(url: str, family_name: str) -> float:
+    """The sum of a metric family's samples on the process at `url` (0 if it has none)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(url + "/metrics")).text
+    for family in text_string_to_metric_families(text):
+        if family.name == family_name:
+            return sum(sample.value for sample in family.samples)
+    return 0.0

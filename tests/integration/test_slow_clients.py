@@ -9,13 +9,19 @@ import socket
 import h11
 import httpx
 import nats
-from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin.embedded import EmbeddedNats
 from tocsin.model import NotificationBody
 from tocsin.publisher import Publisher
 
-from support import Subscriber, TocsinFactory, feed_cursor, user_token, wait_for
+from support import (
+    Subscriber,
+    TocsinFactory,
+    feed_cursor,
+    metric_value,
+    user_token,
+    wait_for,
+)
 
 
 def open_stalled_stream(port: int, token: str) -> tuple[socket.socket, h11.Connection]:
@@ -56,16 +62,6 @@ def complete_ids_until_closed(sock: socket.socket, http: h11.Connection) -> list
     ]
 
 
-async def slow_drops(url: str) -> float:
-    """How many streams the process has dropped as too slow, from its /metrics."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(url + "/metrics")).text
-    for family in text_string_to_metric_families(text):
-        if family.name == "tocsin_slow_client_drops":
-            return sum(sample.value for sample in family.samples)
-    return 0.0
-
-
 async def test_stalled_client_is_dropped_while_others_keep_receiving(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
 ) -> None:
@@ -90,7 +86,7 @@ async def test_stalled_client_is_dropped_while_others_keep_receiving(
         for _ in range(200):
             stalled_ids += await publisher.publish(["stalled"] * 10, bulky)
             steady_ids += await publisher.publish(["steady"], small)
-            if await slow_drops(proc.url) > 0:
+            if await metric_value(proc.url, "tocsin_slow_client_drops") > 0:
                 break
         await wait_for(
             lambda: '"reason": "slow_client"' in proc.log(), timeout=30, what="the slow drop"
@@ -100,6 +96,9 @@ async def test_stalled_client_is_dropped_while_others_keep_receiving(
         got = await asyncio.to_thread(complete_ids_until_closed, stalled, stalled_http)
         assert got == stalled_ids[: len(got)]
         assert len(got) < len(stalled_ids)
+
+        # The dropped stream is gone from the registry: only the steady one remains open.
+        assert await metric_value(proc.url, "tocsin_connections_open") == 1
 
         # Nothing is lost: the dropped client resumes from the last id it received.
         last_seen = got[-1] if got else stalled_cursor

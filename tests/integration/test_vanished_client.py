@@ -20,7 +20,7 @@ import pytest
 
 from tocsin.embedded import EmbeddedNats
 
-from support import TocsinFactory, user_token, wait_for
+from support import TocsinFactory, metric_value, user_token, wait_for
 
 CLIENT = """
 import socket, sys
@@ -107,6 +107,7 @@ async def test_vanished_client_is_noticed_and_cleaned_up(
 
         await wait_for(lambda: bool(closed()), timeout=30, what="the vanished stream's close")
         assert closed()[0]["reason"] == "client_gone"
+        assert await metric_value(proc.url, "tocsin_connections_open") == 0
     finally:
         client.kill()
         client.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -40,16 +38,16 @@ def newest_first(
 ) -> tuple[list[Notification], bool]:
     """The newest `limit` valid notifications among `messages` (oldest first), newest first,
     and whether older valid ones were left out."""
-    kept: deque[Notification] = deque(maxlen=limit + 1)
-    for msg in messages:
+    # From the newest back, decoding only what the page needs (and one more to know).
+    kept: list[Notification] = []
+    for msg in reversed(messages):
         try:
             kept.append(notification_from(encode_id(epoch, msg.seq), msg.time_ns, msg.data))
         except InvalidInput:
             continue
-    more = len(kept) > limit
-    if more:
-        kept.popleft()
-    return list(reversed(kept)), more
+        if len(kept) > limit:
+            return kept[:limit], True
+    return kept, False
 
 
 class Feeds:

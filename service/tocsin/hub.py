@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +37,10 @@ class Connection:
         self.opened = time.monotonic()
         self.closing: str | None = None
         self._capacity = capacity
-        self._frames: deque[tuple[int, bytes]] = deque()
-        self._wake = asyncio.Event()
+        # A plain list and a future made only while waiting: no Event, deque or
+        # wait_for task per stream (memory per idle stream, a task per wake-up).
+        self._frames: list[tuple[int, bytes]] = []
+        self._waiter: asyncio.Future[bool] | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._abort: asyncio.TimerHandle | None = None
 
@@ -62,7 +63,7 @@ class Connection:
             self.close(SLOW_CLIENT)
             return
         self._frames.append((seq, frame))
-        self._wake.set()
+        self._notify()
 
     def close(self, reason: str) -> None:
         """Ask the stream to end for `reason` (the first reason wins)."""
@@ -75,22 +76,37 @@ class Connection:
                 self._abort = asyncio.get_running_loop().call_later(
                     ABORT_GRACE_SECONDS, self._writer.cancel
                 )
-        self._wake.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     def take(self) -> list[tuple[int, bytes]]:
         """Every queued (sequence, frame), oldest first, emptying the mailbox."""
-        frames = list(self._frames)
-        self._frames.clear()
-        self._wake.clear()
+        frames = self._frames
+        self._frames = []
         return frames
 
     async def wait(self, timeout: float) -> bool:
         """Wait until something is queued or the stream must end; False on timeout."""
+        if self._frames or self.closing is not None:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Hub:

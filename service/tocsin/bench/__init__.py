@@ -40,11 +40,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--behind", type=int, help="storm: notifications each client missed")
     bench.add_argument("--idle-seconds", type=float, help="capacity: how long to idle")
     bench.add_argument("--client-procs", type=int, help="SSE client processes")
+    bench.add_argument(
+        "--nats-sync",
+        choices=("always", "default"),
+        default="always",
+        help="nats-server fsync: on every write (tocsin serve's default) or every 2 minutes",
+    )
     bench.add_argument("--no-tracing", action="store_true", help="run tocsin without tracing")
     bench.add_argument("--target", help="load this tocsin (URL) instead of starting one")
     bench.add_argument("--nats-url", help="with --target: its NATS, for native publishing")
     bench.add_argument(
         "--jwt-secret", default=os.environ.get("TOCSIN_JWT_SECRET"), help="with --target"
+    )
+    bench.add_argument(
+        "--profile",
+        help="sample tocsin with py-spy while loaded; collapsed stacks to PATH.<pid>.txt",
     )
     bench.add_argument(
         "--pid", type=int, action="append", default=[], help="with --target: a pid to measure"
@@ -71,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         jwt_secret=args.jwt_secret,
         pids=tuple(args.pid),
         open_files=open_files,
+        profile=args.profile,
+        nats_sync=args.nats_sync,
     )
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     import uvloop

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .fleet import Answer, Fleet, LoadProcess
@@ -41,6 +43,8 @@ class Knobs:
     jwt_secret: str | None = None
     pids: tuple[int, ...] = ()
     open_files: int = 0
+    profile: str | None = None
+    nats_sync: str = "always"
 
 
 @asynccontextmanager
@@ -56,6 +60,41 @@ async def serving(knobs: Knobs, options: ServerOptions) -> AsyncIterator[Target]
         yield target
     finally:
         await target.stop()
+
+
+@asynccontextmanager
+async def profiling(path: str | None, pids: list[int], seconds: float) -> AsyncIterator[None]:
+    """Sample `pids` with py-spy for `seconds` while the body runs (when `path` is given)."""
+    if path is None:
+        yield
+        return
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    recorders = [
+        await asyncio.create_subprocess_exec(
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(int(seconds), 1)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            f"{path}.{pid}.txt",
+            "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            await recorder.wait()
+        progress("profile", f"py-spy samples in {path}.<pid>.txt (collapsed stacks)")
 
 
 def _split(items: list[Any], parts: int) -> list[list[Any]]:
@@ -184,7 +223,9 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
     users = [f"u{i}" for i in range(knobs.users or max(conns // 2, 1))]
     rate = knobs.rate or 2000.0
     seconds = knobs.seconds or 10.0
-    options = ServerOptions(workers=knobs.workers or 1, tracing=knobs.tracing)
+    options = ServerOptions(
+        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+    )
     procs = knobs.client_procs or max(2, math.ceil(conns / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -223,13 +264,16 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
             base = await _per_stream(fleet)
             await latencies(fleet)
             before = target.usage()
+            nats_before = usage([target.nats_pid] if target.nats_pid else [])
             load_before = usage([*(p.process.pid for p in fleet.processes), publisher.process.pid])
             progress(name, f"publishing {rate:.0f}/s for {seconds:.0f} s")
-            answer = await publish(rate, seconds)
+            async with profiling(knobs.profile, target.worker_pids, seconds):
+                answer = await publish(rate, seconds)
             want = _expected(answer["sent"], per_user_conns)
             progress(name, f"published {answer['accepted']}; waiting for {want} deliveries")
             await wait_received(fleet, _expected(warmed["sent"], per_user_conns) + want, name)
             after = target.usage()
+            nats_after = usage([target.nats_pid] if target.nats_pid else [])
             load_after = usage([*(p.process.pid for p in fleet.processes), publisher.process.pid])
             check = await check_streams(fleet, answer["sent"], base)
             lat = await latencies(fleet)
@@ -270,6 +314,11 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
         Row(name, "latency max", ms(lat[-1] if lat else math.nan)),
         Row(
             name, "server CPU per 1,000 deliveries", f"{cpu * 1000:.0f} ms", "<= 100 ms", cpu <= 0.1
+        ),
+        Row(
+            name,
+            "  of which nats-server",
+            f"{_cpu_per_1000(nats_before, nats_after, check.delivered) * 1000:.0f} ms",
         ),
         Row(
             name,
@@ -318,7 +367,9 @@ async def capacity(knobs: Knobs) -> list[Row]:
     total = per_worker * workers
     heartbeat = knobs.heartbeat or "2s"
     idle = knobs.idle_seconds or 30.0
-    options = ServerOptions(workers=workers, heartbeat=heartbeat, tracing=knobs.tracing)
+    options = ServerOptions(
+        workers=workers, heartbeat=heartbeat, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+    )
     procs = knobs.client_procs or max(1, math.ceil(total / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -381,7 +432,9 @@ async def storm(knobs: Knobs) -> list[Row]:
     clients = knobs.connections or 2000
     behind = knobs.behind or 50
     users = [f"s{i}" for i in range(clients)]
-    options = ServerOptions(workers=knobs.workers or 1, tracing=knobs.tracing)
+    options = ServerOptions(
+        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+    )
     procs = knobs.client_procs or max(2, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -420,7 +473,8 @@ async def storm(knobs: Knobs) -> list[Row]:
             progress(
                 name, f"stored {missed['accepted']} in {missed['seconds']:.1f} s; reconnecting"
             )
-            answers = await _storm_open(fleet, target, users, cursors, clients * behind)
+            async with profiling(knobs.profile, target.worker_pids, 10):
+                answers = await _storm_open(fleet, target, users, cursors, clients * behind)
             check = await check_streams(fleet, missed["sent"], None)
         finally:
             await publisher.stop()
@@ -472,7 +526,9 @@ async def publish(knobs: Knobs) -> list[Row]:
     seconds = knobs.seconds or 5.0
     users = [f"p{i}" for i in range(knobs.users or 1000)]
     batch = knobs.batch if knobs.batch > 1 else 100
-    options = ServerOptions(workers=knobs.workers or 1, tracing=knobs.tracing)
+    options = ServerOptions(
+        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+    )
     rows: list[Row] = []
     async with serving(knobs, options) as target:
         publisher = await LoadProcess.start()
@@ -521,7 +577,12 @@ async def publish(knobs: Knobs) -> list[Row]:
             for label, run in modes:
                 progress(name, f"{label} for {seconds:.0f} s")
                 before = target.usage()
-                answer = await run()
+                async with profiling(
+                    f"{knobs.profile}-{len(rows)}" if knobs.profile else None,
+                    target.worker_pids,
+                    seconds,
+                ):
+                    answer = await run()
                 after = target.usage()
                 per_second = answer["accepted"] / answer["seconds"]
                 target_text, met = "", None

@@ -197,33 +197,30 @@ class Store:
     async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
         request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}
-        messages: list[StoredMessage] = []
-        with await self._direct(request, timeout) as replies:
-            async for msg in replies:
-                status = msg.headers.get(STATUS) if msg.headers else None
-                if status == "404":
-                    return Batch(messages, 0)
-                if status == "204":
-                    assert msg.headers is not None
-                    return Batch(messages, int(msg.headers.get("Nats-Num-Pending", "0")))
-                if status is not None:
-                    raise StoreUnavailable(f"direct get answered status {status}")
-                messages.append(_stored(msg))
-        raise StoreUnavailable("direct get ended without an end-of-batch marker")
+        *messages, end = await self._direct(request, timeout, batch=True)
+        status = end.headers.get(STATUS) if end.headers else None
+        if status == "404":
+            return Batch([], 0)
+        if status != "204":
+            raise StoreUnavailable(f"direct get answered status {status}")
+        assert end.headers is not None
+        return Batch([_stored(m) for m in messages], int(end.headers.get("Nats-Num-Pending", "0")))
 
     async def last(self, user: str, timeout: float = 5.0) -> StoredMessage | None:
         """The newest message of `user`, if any."""
-        with await self._direct({"last_by_subj": self.subject(user)}, timeout) as replies:
-            async for msg in replies:
-                status = msg.headers.get(STATUS) if msg.headers else None
-                if status == "404":
-                    return None
-                if status is not None:
-                    raise StoreUnavailable(f"direct get answered status {status}")
-                return _stored(msg)
-        return None
+        (reply,) = await self._direct({"last_by_subj": self.subject(user)}, timeout, batch=False)
+        status = reply.headers.get(STATUS) if reply.headers else None
+        if status == "404":
+            return None
+        if status is not None:
+            raise StoreUnavailable(f"direct get answered status {status}")
+        return _stored(reply)
 
-    async def _direct(self, request: dict[str, object], timeout: float) -> _Replies:
+    async def _direct(
+        self, request: dict[str, object], timeout: float, *, batch: bool
+    ) -> list[Msg]:
+        """The replies to one direct get: a batch ends with a status message, a single get
+        is one message (or a status)."""
         if self.nc.is_closed or not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
         if self.observed_seq > 0:
@@ -232,64 +229,28 @@ class Store:
         token = str(self._next_token)
         queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._waiting[token] = queue
+        replies: list[Msg] = []
         try:
             await self.nc.publish(
-                self._direct_subject,
-                json.dumps(request).encode(),
-                reply=f"{self._inbox}.{token}",
+                self._direct_subject, json.dumps(request).encode(), reply=f"{self._inbox}.{token}"
             )
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await queue.get()
+                    replies.append(msg)
+                    if not batch or (msg.headers is not None and STATUS in msg.headers):
+                        return replies
+        except TimeoutError:
+            raise StoreUnavailable("direct get timed out") from None
         except nats.errors.Error as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        finally:
             del self._waiting[token]
-            raise StoreUnavailable(str(err)) from err
-        return _Replies(self._waiting, token, queue, timeout)
 
     async def _on_reply(self, msg: Msg) -> None:
         queue = self._waiting.get(msg.subject.rpartition(".")[2])
         if queue is not None:
             queue.put_nowait(msg)
-
-
-class _Replies:
-    """The replies to one direct-get request, ending at a status or the timeout."""
-
-    def __init__(
-        self,
-        waiting: dict[str, asyncio.Queue[Msg]],
-        token: str,
-        queue: asyncio.Queue[Msg],
-        timeout: float,
-    ) -> None:
-        self._waiting = waiting
-        self._token = token
-        self._queue = queue
-        self._deadline = asyncio.get_running_loop().time() + timeout
-        self._done = False
-
-    def __enter__(self) -> _Replies:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._finish()
-
-    def __aiter__(self) -> _Replies:
-        return self
-
-    async def __anext__(self) -> Msg:
-        if self._done:
-            raise StopAsyncIteration
-        remaining = self._deadline - asyncio.get_running_loop().time()
-        try:
-            msg = await asyncio.wait_for(self._queue.get(), max(remaining, 0.0))
-        except TimeoutError:
-            self._finish()
-            raise StoreUnavailable("direct get timed out") from None
-        if msg.headers and STATUS in msg.headers:
-            self._finish()
-        return msg
-
-    def _finish(self) -> None:
-        self._done = True
-        self._waiting.pop(self._token, None)
 
 
 def _stored(msg: Msg) -> StoredMessage:

@@ -10,13 +10,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One measured figure of one scenario, with the target it is held to (if any)."""
+    """One measured figure of one scenario, with the target it is held to (if any).
+
+    A `correctness` row is a claim the bench itself stands behind (nothing lost,
+    duplicated or reordered; no errors): failing one fails the run, whatever the scale.
+    """
 
     scenario: str
     measure: str
     value: str
     target: str = ""
     met: bool | None = None
+    correctness: bool = False
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

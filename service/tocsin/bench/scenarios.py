@@ -293,13 +293,21 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
             f"{answer['accepted']} in {answer['seconds']:.1f} s "
             f"= {answer['accepted'] / answer['seconds']:.0f}/s ({rate:.0f}/s, {how})",
         ),
-        Row(name, "publish errors", str(answer["errors"]), "0", answer["errors"] == 0),
+        Row(
+            name,
+            "publish errors",
+            str(answer["errors"]),
+            "0",
+            answer["errors"] == 0,
+            correctness=True,
+        ),
         Row(
             name,
             "delivered / expected",
             f"{check.delivered} / {check.expected}",
             "all",
             check.delivered == check.expected and check.wrong_streams == 0,
+            correctness=True,
         ),
         Row(
             name,
@@ -307,6 +315,7 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
             f"{check.wrong_streams} / {check.disorder}",
             "0 / 0",
             check.wrong_streams == 0 and check.disorder == 0,
+            correctness=True,
         ),
         Row(name, "latency p50", ms(percentile(lat, 0.5))),
         Row(name, "latency p99", ms(p99), "<= 25 ms", p99 <= 25e6),
@@ -401,7 +410,14 @@ async def capacity(knobs: Knobs) -> list[Row]:
             f"{workers * 20_000}",
             total >= workers * 20_000 and still_open == total,
         ),
-        Row(name, "still open after idling", str(still_open), str(total), still_open == total),
+        Row(
+            name,
+            "still open after idling",
+            str(still_open),
+            str(total),
+            still_open == total,
+            correctness=True,
+        ),
         Row(name, "time to open all", f"{connect_seconds:.1f} s"),
         Row(name, "RSS per stream", kib(per_conn), "<= 20 KiB", per_conn <= 20 * 1024),
         Row(
@@ -485,13 +501,21 @@ async def storm(knobs: Knobs) -> list[Row]:
     return [
         Row(name, "clients x behind", f"{clients} x {behind} = {clients * behind}"),
         Row(name, "first notification per client stored", str(first["accepted"])),
-        Row(name, "replayed / expected", f"{check.delivered} / {check.expected}", "all", ok),
+        Row(
+            name,
+            "replayed / expected",
+            f"{check.delivered} / {check.expected}",
+            "all",
+            ok,
+            correctness=True,
+        ),
         Row(
             name,
             "streams wrong / out of order",
             f"{check.wrong_streams} / {check.disorder}",
             "0 / 0",
             check.wrong_streams == 0 and check.disorder == 0,
+            correctness=True,
         ),
         Row(name, "all reconnected (hello)", f"{opened:.2f} s"),
         Row(name, "all caught up", f"{caught_up:.2f} s", "<= 5 s", caught_up <= 5.0),
@@ -592,7 +616,14 @@ async def publish(knobs: Knobs) -> list[Row]:
                     Row(name, f"{label}: accepted/s", f"{per_second:.0f}", target_text, met)
                 )
                 rows.append(
-                    Row(name, f"{label}: errors", str(answer["errors"]), "0", answer["errors"] == 0)
+                    Row(
+                        name,
+                        f"{label}: errors",
+                        str(answer["errors"]),
+                        "0",
+                        answer["errors"] == 0,
+                        correctness=True,
+                    )
                 )
                 rows.append(
                     Row(

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..auth import Verifier, publisher_claims, subscriber_claims
-from ..embedded import EmbeddedNats, free_port
+from ..embedded import EmbeddedNats, die_with_parent, free_port
 from .procstat import Usage, children, usage
 
 
@@ -124,7 +124,9 @@ class Target:
             *options.extra,
         ]
         log = open(folder / "tocsin.log", "ab")  # noqa: SIM115 - the child keeps writing to it
-        target._serve = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        target._serve = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+        )
         log.close()
         target.serve_pid = target._serve.pid
         await target._wait_ready(options.workers)

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import sse, telemetry
 from .auth import (
+    TOKEN_COOKIE,
     Forbidden,
     Principal,
     Unauthorized,
@@ -26,16 +27,15 @@ from .browser import browser_blueprint
 from .cors import install_cors
 from .hub import Connection
 from .model import (
-    ErrorBody,
     InvalidInput,
     PublishAccepted,
     decode_publish_request,
     decode_read_request,
-    encode,
 )
 from .publisher import PartialPublish, valid_idempotency_key
 from .ratelimit import RateLimiter
 from .replay import plan_resume
+from .responses import error_response, json_response
 from .runtime import Parts, Runtime
 from .settings import Settings
 from .store import StoreUnavailable
@@ -48,7 +48,6 @@ BODY_TIMEOUT_SECONDS = 10
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 RETRY_AFTER_SECONDS = "1"
-TOKEN_COOKIE = "tocsin_token"
 
 
 class BadRequest(Exception):
@@ -58,16 +57,6 @@ class BadRequest(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-
-
-def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(encode(value), status=status, headers=headers, content_type="application/json")
-
-
-def _error(
-    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
-) -> Response:
-    return _json(status, ErrorBody(error=message, field=field), headers)
 
 
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
@@ -93,31 +82,33 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     async def http_error(err: HTTPException) -> Response:
         # Keep the headers the error carries, such as the `Allow` of a 405.
         headers = {k: v for k, v in err.get_headers() if k.lower() != "content-type"}
-        return _error(err.code or 500, err.description or err.name, headers=headers)
+        return error_response(err.code or 500, err.description or err.name, headers=headers)
 
     @app.errorhandler(Unauthorized)
     async def unauthorized(err: Unauthorized) -> Response:
-        return _error(401, str(err), headers={"WWW-Authenticate": "Bearer"})
+        return error_response(401, str(err), headers={"WWW-Authenticate": "Bearer"})
 
     @app.errorhandler(Forbidden)
     async def forbidden(err: Forbidden) -> Response:
-        return _error(403, str(err))
+        return error_response(403, str(err))
 
     @app.errorhandler(InvalidInput)
     async def invalid(err: InvalidInput) -> Response:
-        return _error(422, err.message, err.field)
+        return error_response(422, err.message, err.field)
 
     @app.errorhandler(BadRequest)
     async def bad_request(err: BadRequest) -> Response:
-        return _error(400, err.message, err.field)
+        return error_response(400, err.message, err.field)
 
     @app.errorhandler(PartialPublish)
     async def partial(err: PartialPublish) -> Response:
-        return _json(503, {"error": str(err), "ids": err.ids}, {"Retry-After": RETRY_AFTER_SECONDS})
+        return json_response(
+            503, {"error": str(err), "ids": err.ids}, {"Retry-After": RETRY_AFTER_SECONDS}
+        )
 
     @app.errorhandler(StoreUnavailable)
     async def unavailable(err: StoreUnavailable) -> Response:
-        return _error(
+        return error_response(
             503,
             f"notification store unavailable: {err}",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
@@ -149,7 +140,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json(200, {"status": "ok"})
+        return json_response(200, {"status": "ok"})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -158,8 +149,8 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     @app.get("/readyz")
     async def readyz() -> Response:
         if runtime.ready:
-            return _json(200, {"status": "ready"})
-        return _error(
+            return json_response(200, {"status": "ready"})
+        return error_response(
             503,
             "not connected to NATS or stream not set up",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
@@ -179,7 +170,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         )
         wait = limiter.take(principal.user or "", len(body.recipients), time.monotonic())
         if wait > 0:
-            return _error(
+            return error_response(
                 429,
                 f"publish rate limit of {settings.publish_rate:g} notifications/s exceeded",
                 "recipients",
@@ -191,7 +182,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             idempotency_key=key,
             headers=telemetry.trace_headers(request.headers),
         )
-        return _json(202, PublishAccepted(ids=ids))
+        return json_response(202, PublishAccepted(ids=ids))
 
     @app.get("/notifications")
     async def list_notifications() -> Response:
@@ -199,7 +190,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         limit = _limit(request.args.get("limit"))
         before = request.args.get("before") or None
         feed = await connected().feeds.page(user, limit, before)
-        return _json(200, feed)
+        return json_response(200, feed)
 
     @app.post("/notifications/read")
     async def mark_read() -> Response:
@@ -208,7 +199,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             await request.get_data(cache=False, as_text=False, parse_form_data=False)
         )
         state = await connected().feeds.mark_read(user, body.up_to)
-        return _json(200, state)
+        return json_response(200, state)
 
     @app.get("/notifications/stream")
     async def stream() -> Response:

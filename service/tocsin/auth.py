@@ -15,6 +15,8 @@ import jwt
 from .model import is_user_id
 
 SECRET_FILE = "jwt-secret"
+# The cookie browsers carry their token in (contract §5).
+TOKEN_COOKIE = "tocsin_token"
 QUERY_TOKEN_MAX_LIFETIME = 300
 LEEWAY = 5
 VERIFIED_CACHE_SIZE = 10_000

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import TypeVar
 
 import msgspec
 from quart import Blueprint, Response, request, send_from_directory
 
-from .auth import Unauthorized, Verifier, subscriber_claims
-from .model import InvalidInput, NotificationBody, encode
+from .auth import TOKEN_COOKIE, Unauthorized, Verifier, subscriber_claims
+from .model import (
+    ActorId,
+    InvalidInput,
+    Kind,
+    NotificationBody,
+    SubjectId,
+    Text,
+    UserId,
+    decode_json,
+)
+from .responses import json_response
 from .runtime import Runtime
 from .settings import Settings
 from .store import StoreUnavailable
@@ -20,46 +28,26 @@ CLIENT_FILES = {
     "tocsin.js": "text/javascript",
     "tocsin.css": "text/css",
 }
-# The cookie the stream and feed endpoints read (contract §5).
-TOKEN_COOKIE = "tocsin_token"
 DEV_TOKEN_TTL = 8 * 3600
-
-T = TypeVar("T")
 
 
 class DevLogin(msgspec.Struct, forbid_unknown_fields=True):
     """The body of `POST /dev/login`."""
 
-    user: str
+    user: UserId
 
 
 class DevNotify(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The body of `POST /dev/notify`: a notification for the signed-in user."""
 
-    text: str
-    kind: str = "demo.message"
-    subject_id: str = "demo"
-    actor_id: str | None = None
+    text: Text
+    kind: Kind = "demo.message"
+    subject_id: SubjectId = "demo"
+    actor_id: ActorId | None = None
 
 
 _login_decoder = msgspec.json.Decoder(DevLogin)
 _notify_decoder = msgspec.json.Decoder(DevNotify)
-
-
-def _decode(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
-    try:
-        return decoder.decode(data)
-    except msgspec.ValidationError as err:
-        problem, _, at = str(err).partition(" - at `")
-        path = at.rstrip("`") or "$"
-        missing = re.match(r"Object (?:missing required|contains unknown) field `(.*)`$", problem)
-        raise InvalidInput(problem, f"{path}.{missing.group(1)}" if missing else path) from None
-    except msgspec.DecodeError as err:
-        raise InvalidInput(f"Body is not valid JSON: {err}", "$") from None
-
-
-def _json(status: int, value: object) -> Response:
-    return Response(encode(value), status=status, content_type="application/json")
 
 
 async def _static(name: str, mimetype: str) -> Response:
@@ -85,7 +73,7 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
     async def client_file(name: str) -> Response:
         mimetype = CLIENT_FILES.get(name)
         if mimetype is None:
-            return _json(404, {"error": f"no client file {name!r}"})
+            return json_response(404, {"error": f"no client file {name!r}"})
         return await _static(name, mimetype)
 
     if not settings.dev_login:
@@ -109,11 +97,11 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
                 user = (await verifier.verify(token)).subscriber()
             except Unauthorized:
                 user = None
-        return _json(200, {"user": user, "dev_login": True})
+        return json_response(200, {"user": user, "dev_login": True})
 
     @browser.post("/dev/login")
     async def dev_login() -> Response:
-        login = _decode(_login_decoder, await body())
+        login = decode_json(_login_decoder, await body())
         try:
             claims = subscriber_claims(login.user, DEV_TOKEN_TTL)
         except ValueError as err:
@@ -121,8 +109,8 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
         try:
             token = verifier.mint(claims)
         except ValueError as err:
-            return _json(409, {"error": f"dev login needs a shared secret: {err}"})
-        response = _json(200, {"user": login.user, "expires_at": claims["exp"]})
+            return json_response(409, {"error": f"dev login needs a shared secret: {err}"})
+        response = json_response(200, {"user": login.user, "expires_at": claims["exp"]})
         response.set_cookie(
             TOKEN_COOKIE, token, max_age=DEV_TOKEN_TTL, path="/", httponly=True, samesite="Lax"
         )
@@ -130,14 +118,14 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
 
     @browser.post("/dev/logout")
     async def dev_logout() -> Response:
-        response = _json(200, {"user": None})
+        response = json_response(200, {"user": None})
         response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="Lax")
         return response
 
     @browser.post("/dev/notify")
     async def dev_notify() -> Response:
         user = await signed_in()
-        notify = _decode(_notify_decoder, await body())
+        notify = decode_json(_notify_decoder, await body())
         parts = runtime.parts
         if not runtime.ready or parts is None:
             raise StoreUnavailable("not connected to NATS")
@@ -148,6 +136,6 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
             actor_id=notify.actor_id,
         )
         ids = await parts.publisher.publish([user], notification)
-        return _json(202, {"ids": ids})
+        return json_response(202, {"ids": ids})
 
     return browser

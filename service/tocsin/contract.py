@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 
 from . import browser, model, replay
-from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, TOKEN_COOKIE
-from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME
+from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
+from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME, TOKEN_COOKIE
 from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX, SUBJECT_PREFIX
 
 Schema = dict[str, Any]

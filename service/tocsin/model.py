@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -16,6 +16,7 @@ META_MAX_BYTES = 4096
 MAX_RECIPIENTS = 1000
 
 _USER_ID_RE = re.compile(USER_ID_PATTERN)
+T = TypeVar("T")
 
 UserId = Annotated[
     str,
@@ -177,7 +178,8 @@ def _field_of(error: msgspec.ValidationError) -> str:
     return f"{path}.{named.group(1)}" if named else path
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    """Decode `data` with `decoder`; raise `InvalidInput` naming the field at fault."""
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as error:
@@ -195,21 +197,21 @@ def _check_common(created_at: datetime | None, meta: dict[str, Any]) -> None:
 
 def decode_body(data: bytes) -> NotificationBody:
     """Validate a producer's notification body; raise `InvalidInput` naming the field."""
-    body: NotificationBody = _decode(_body_decoder, data)
+    body: NotificationBody = decode_json(_body_decoder, data)
     _check_common(body.created_at, body.meta)
     return body
 
 
 def decode_publish_request(data: bytes) -> PublishRequest:
     """Validate a `POST /notifications` body; raise `InvalidInput` naming the field."""
-    request: PublishRequest = _decode(_publish_decoder, data)
+    request: PublishRequest = decode_json(_publish_decoder, data)
     _check_common(request.created_at, request.meta)
     return request
 
 
 def decode_read_request(data: bytes) -> ReadRequest:
     """Validate a `POST /notifications/read` body."""
-    request: ReadRequest = _decode(_read_decoder, data)
+    request: ReadRequest = decode_json(_read_decoder, data)
     return request
 
 

@@ -23,7 +23,8 @@ that sequences only grow, and its count and sum of sequences must equal what was
 for its user (nothing lost, duplicated or reordered). Server CPU is utime+stime from
 /proc/<pid>/stat of tocsin's processes and nats-server together over the measured
 window (publishing plus draining); RSS is VmRSS. Tracing: OTEL_TRACES_EXPORTER=otlp to a
-loopback OTLP/HTTP receiver in the bench process (every span sampled) unless --no-tracing."""
+loopback OTLP/HTTP receiver in the bench process (every span sampled, or the
+--trace-ratio given) unless --no-tracing. tocsin runs with --publish-rate 0."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--seconds", type=float, help="how long to publish")
     bench.add_argument("--batch", type=int, default=1, help="recipients per HTTP publish")
     bench.add_argument("--workers", type=int, help="tocsin workers to start")
-    bench.add_argument("--heartbeat", help="tocsin --heartbeat (capacity: default 2s)")
+    bench.add_argument("--heartbeat", help="tocsin --heartbeat (capacity: default 5s)")
     bench.add_argument("--behind", type=int, help="storm: notifications each client missed")
     bench.add_argument("--idle-seconds", type=float, help="capacity: how long to idle")
     bench.add_argument("--client-procs", type=int, help="SSE client processes")
@@ -45,6 +46,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("always", "default"),
         default="always",
         help="nats-server fsync: on every write (tocsin serve's default) or every 2 minutes",
+    )
+    bench.add_argument(
+        "--trace-ratio",
+        type=float,
+        default=1.0,
+        help="fraction of traces sampled (parentbased_traceidratio); 1: every span",
     )
     bench.add_argument("--no-tracing", action="store_true", help="run tocsin without tracing")
     bench.add_argument("--target", help="load this tocsin (URL) instead of starting one")
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         open_files=open_files,
         profile=args.profile,
         nats_sync=args.nats_sync,
+        trace_ratio=args.trace_ratio,
     )
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     import uvloop
@@ -93,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
     )
-    print(f"Open-file limit: {open_files}; tracing: {'on' if knobs.tracing else 'off'}")
+    tracing = f"sampling {knobs.trace_ratio:g}" if knobs.tracing else "off"
+    print(f"Open-file limit: {open_files}; tracing: {tracing}; nats-server fsync: {args.nats_sync}")
     print(f"Command: tocsin bench {' '.join(sys.argv[2:] if len(sys.argv) > 1 else [])}")
     print(METHOD)
     return 0 if all(row.met is not False for row in rows if row.correctness) else 1

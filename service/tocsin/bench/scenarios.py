@@ -45,6 +45,7 @@ class Knobs:
     open_files: int = 0
     profile: str | None = None
     nats_sync: str = "always"
+    trace_ratio: float = 1.0
 
 
 @asynccontextmanager
@@ -224,7 +225,10 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
     rate = knobs.rate or 2000.0
     seconds = knobs.seconds or 10.0
     options = ServerOptions(
-        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+        workers=knobs.workers or 1,
+        tracing=knobs.tracing,
+        nats_sync=knobs.nats_sync,
+        trace_ratio=knobs.trace_ratio,
     )
     procs = knobs.client_procs or max(2, math.ceil(conns / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
@@ -369,15 +373,20 @@ async def capacity(knobs: Knobs) -> list[Row]:
     workers = knobs.workers or 2
     per_worker = knobs.connections or 20_000
     # Each stream is a socket: a worker cannot hold more than its open-file limit allows.
-    if knobs.open_files and per_worker > knobs.open_files - 100:
-        capped = knobs.open_files - 100
+    # The kernel spreads connections over SO_REUSEPORT workers by hash, not evenly: leave room.
+    if knobs.open_files and per_worker > knobs.open_files - 500:
+        capped = knobs.open_files - 500
         progress(name, f"{per_worker}/worker exceeds RLIMIT_NOFILE {knobs.open_files}: {capped}")
         per_worker = capped
     total = per_worker * workers
-    heartbeat = knobs.heartbeat or "2s"
+    heartbeat = knobs.heartbeat or "5s"
     idle = knobs.idle_seconds or 30.0
     options = ServerOptions(
-        workers=workers, heartbeat=heartbeat, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+        workers=workers,
+        heartbeat=heartbeat,
+        tracing=knobs.tracing,
+        nats_sync=knobs.nats_sync,
+        trace_ratio=knobs.trace_ratio,
     )
     procs = knobs.client_procs or max(1, math.ceil(total / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
@@ -449,7 +458,10 @@ async def storm(knobs: Knobs) -> list[Row]:
     behind = knobs.behind or 50
     users = [f"s{i}" for i in range(clients)]
     options = ServerOptions(
-        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+        workers=knobs.workers or 1,
+        tracing=knobs.tracing,
+        nats_sync=knobs.nats_sync,
+        trace_ratio=knobs.trace_ratio,
     )
     procs = knobs.client_procs or max(2, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
@@ -551,7 +563,10 @@ async def publish(knobs: Knobs) -> list[Row]:
     users = [f"p{i}" for i in range(knobs.users or 1000)]
     batch = knobs.batch if knobs.batch > 1 else 100
     options = ServerOptions(
-        workers=knobs.workers or 1, tracing=knobs.tracing, nats_sync=knobs.nats_sync
+        workers=knobs.workers or 1,
+        tracing=knobs.tracing,
+        nats_sync=knobs.nats_sync,
+        trace_ratio=knobs.trace_ratio,
     )
     rows: list[Row] = []
     async with serving(knobs, options) as target:

@@ -29,6 +29,7 @@ class ServerOptions:
     workers: int = 1
     heartbeat: str = "15s"
     tracing: bool = True
+    trace_ratio: float = 1.0
     nats_sync: str = "always"
     extra: list[str] = field(default_factory=list)
 
@@ -106,6 +107,9 @@ class Target:
             await target.sink.start()
             env["OTEL_TRACES_EXPORTER"] = "otlp"
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{target.sink.port}"
+            if options.trace_ratio < 1.0:
+                env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+                env["OTEL_TRACES_SAMPLER_ARG"] = str(options.trace_ratio)
         command = [
             sys.executable,
             "-m",
@@ -121,6 +125,9 @@ class Target:
             str(options.workers),
             "--heartbeat",
             options.heartbeat,
+            # The bench measures what tocsin can take, not the per-publisher limit.
+            "--publish-rate",
+            "0",
             *options.extra,
         ]
         log = open(folder / "tocsin.log", "ab")  # noqa: SIM115 - the child keeps writing to it

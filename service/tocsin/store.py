@@ -25,6 +25,7 @@ from .settings import Settings
 log = logging.getLogger("tocsin.store")
 
 STATUS = "Status"
+CONCURRENT_READS = 64
 # The server's reply to an over-eager stream creation by a concurrent process.
 _STREAM_NAME_IN_USE = 10058
 
@@ -143,6 +144,10 @@ class Store:
         self._inbox_sub: Subscription | None = None
         self._waiting: dict[str, asyncio.Queue[Msg]] = {}
         self._next_token = 0
+        # Thousands of streams resuming at once would otherwise all ask at once, and the
+        # answers (parsed here, in one event loop) would outlast the read timeout; queued,
+        # each read is answered well within it and the storm drains in order.
+        self._reads = asyncio.Semaphore(CONCURRENT_READS)
 
     async def ensure(self) -> None:
         """Create or update the stream and bucket to match the settings; learn the epoch."""
@@ -204,7 +209,8 @@ class Store:
     async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
         request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}
-        *messages, end = await self._direct(request, timeout, batch=True)
+        async with self._reads:
+            *messages, end = await self._direct(request, timeout, batch=True)
         status = end.headers.get(STATUS) if end.headers else None
         if status == "404":
             return Batch([], 0)

@@ -501,13 +501,19 @@ async def storm(knobs: Knobs) -> list[Row]:
             progress(
                 name, f"stored {missed['accepted']} in {missed['seconds']:.1f} s; reconnecting"
             )
+            load_pids = [*(p.process.pid for p in fleet.processes)]
+            before, load_before = target.usage(), usage(load_pids)
+            nats_before = usage([target.nats_pid] if target.nats_pid else [])
             async with profiling(knobs.profile, target.worker_pids, 10):
                 answers = await _storm_open(fleet, target, users, cursors, clients * behind)
+            after, load_after = target.usage(), usage(load_pids)
+            nats_after = usage([target.nats_pid] if target.nats_pid else [])
             check = await check_streams(fleet, missed["sent"], None)
         finally:
             await publisher.stop()
             await fleet.stop()
     caught_up = max(a["caught_up_seconds"] for a in answers)
+    nats_cpu = nats_after.cpu_seconds - nats_before.cpu_seconds
     opened = max(a["seconds"] for a in answers)
     ok = check.delivered == check.expected == clients * behind and check.wrong_streams == 0
     return [
@@ -531,6 +537,12 @@ async def storm(knobs: Knobs) -> list[Row]:
         ),
         Row(name, "all reconnected (hello)", f"{opened:.2f} s"),
         Row(name, "all caught up", f"{caught_up:.2f} s", "<= 5 s", caught_up <= 5.0),
+        Row(
+            name,
+            "CPU s meanwhile: tocsin / nats-server / clients",
+            f"{after.cpu_seconds - before.cpu_seconds - nats_cpu:.1f} / {nats_cpu:.1f}"
+            f" / {load_after.cpu_seconds - load_before.cpu_seconds:.1f}",
+        ),
     ]
 
 

@@ -18,6 +18,7 @@ from . import sse, telemetry
 from .auth import (
     TOKEN_COOKIE,
     Forbidden,
+    KeysUnavailable,
     Principal,
     Unauthorized,
     Verifier,
@@ -105,6 +106,10 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         return json_response(
             503, {"error": str(err), "ids": err.ids}, {"Retry-After": RETRY_AFTER_SECONDS}
         )
+
+    @app.errorhandler(KeysUnavailable)
+    async def keys_unavailable(err: KeysUnavailable) -> Response:
+        return error_response(503, str(err), headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.errorhandler(StoreUnavailable)
     async def unavailable(err: StoreUnavailable) -> Response:
@@ -203,14 +208,19 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.get("/notifications/stream")
     async def stream() -> Response:
-        principal = await authenticate(allow_query=True)
+        # Never 5xx here: any status but 200 ends EventSource's reconnecting for good, so
+        # an outage (of NATS, or of the identity provider's keys) answers "come back".
+        come_back = _event_stream(_once(sse.hello(settings.retry_ms)))
+        try:
+            principal = await authenticate(allow_query=True)
+        except KeysUnavailable:
+            return come_back
         user = principal.subscriber()
         cursor = request.headers.get("Last-Event-ID")
         if cursor is None:
             cursor = request.args.get("last_event_id")
         if not runtime.ready or runtime.parts is None:
-            # Never 5xx here: any status but 200 ends EventSource's reconnecting for good.
-            return _event_stream(_once(sse.hello(settings.retry_ms)))
+            return come_back
         parts = runtime.parts
         conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
         runtime.hub.register(conn, settings.max_conns_per_user)

@@ -33,6 +33,11 @@ class Forbidden(Exception):
     """A valid token that may not do this: answer 403."""
 
 
+class KeysUnavailable(Exception):
+    """The JWKS endpoint cannot be reached: nothing is known about the token yet, so the
+    answer is "retry later" (never a 401, which would end a browser's EventSource)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """What a verified token says."""
@@ -115,6 +120,8 @@ class Verifier:
             else:
                 assert self.secret is not None
                 claims = self._decode(token, self.secret, ["HS256"])
+        except jwt.PyJWKClientConnectionError as err:
+            raise KeysUnavailable(f"signing keys unavailable: {err}") from None
         except jwt.PyJWTError as err:
             raise Unauthorized(f"invalid token: {err}") from None
         principal = _principal(claims)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -84,6 +85,10 @@ def limit_unacknowledged(sock: socket.socket, heartbeat: float) -> None:
 async def serve(settings: Settings, verifier: Verifier) -> None:
     """One worker: Hypercorn serving the app until told to stop."""
     telemetry.configure()
+    # At Python's default (a young collection every 700 allocations) the objects of requests
+    # still in flight age into the oldest generation, and the full collections that follow
+    # walk every open stream's objects, stalling all streams for 50-400 ms (docs/benchmarks.md).
+    gc.set_threshold(50_000, 20, 10)
     runtime = Runtime(settings)
     app = create_app(settings, runtime, verifier)
     config = Config()

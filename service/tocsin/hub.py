@@ -118,7 +118,6 @@ class Hub:
         self._by_user: dict[str, list[Connection]] = {}
         self.follower: Follower | None = None
         self.epoch = ""
-        self._observe: Callable[[int], None] = _ignore
 
     async def start(
         self,
@@ -126,11 +125,9 @@ class Hub:
         stream: str,
         epoch: str,
         start_seq: int,
-        observe: Callable[[int], None],
     ) -> None:
-        """Follow everything stored from `start_seq` on, telling `observe` each sequence seen."""
+        """Follow everything stored from `start_seq` on."""
         self.epoch = epoch
-        self._observe = observe
         self.follower = Follower(nc, stream, self._prefix + "*", self._on_message)
         await self.follower.start(start_seq)
 
@@ -171,7 +168,6 @@ class Hub:
 
     async def _on_message(self, msg: Msg, delivery: Delivery) -> None:
         seq, time_ns = delivery.stream_seq, delivery.time_ns
-        self._observe(seq)
         user = msg.subject[len(self._prefix) :]
         if not is_user_id(user):
             self._on_invalid(seq, msg.subject, "$: the subject's user id is not valid")
@@ -188,7 +184,3 @@ class Hub:
         frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
         for conn in conns:
             conn.offer(seq, frame)
-
-
-def _ignore(_seq: int) -> None:
-    """Observe nothing until the hub is started."""

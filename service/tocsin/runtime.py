@@ -81,7 +81,7 @@ class Runtime:
             await store.ensure()
             markers = await store.js.key_value(self.settings.read_bucket)
             _, last_seq = await store.bounds()
-            await self.hub.start(nc, self.settings.stream, store.epoch, last_seq + 1, store.observe)
+            await self.hub.start(nc, self.settings.stream, store.epoch, last_seq + 1)
         except BaseException:
             await nc.close()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
@@ -127,17 +128,14 @@ async def stream_epoch(nc: Client, stream: str) -> str:
 class Store:
     """The stream and bucket of one tocsin deployment, seen from one process.
 
-    Reads are direct gets, which any replica may answer, including one that lags.
-    Each carries `min_last_seq`: the highest sequence this process knows is stored
-    (`observe`), so a replica that has not caught up hands the read to the leader
-    instead of answering with less than this process has already seen.
+    Reads are direct gets, which any replica may answer, including one that lags behind
+    the leader; `from_leader` reads what only the leader answers, to check them.
     """
 
     def __init__(self, nc: Client, settings: Settings) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
-        self.observed_seq = 0
         self.epoch = ""
         self._direct_subject = f"$JS.API.DIRECT.GET.{settings.stream}"
         self._inbox = ""
@@ -160,6 +158,10 @@ class Store:
             await self.js.update_stream(config)
         await self._ensure_bucket()
         self.epoch = await stream_epoch(self.nc, self.settings.stream)
+        await self.listen()
+
+    async def listen(self) -> None:
+        """Start receiving direct-get replies (`ensure` does it; reads need it)."""
         self._inbox = self.nc.new_inbox()
         self._inbox_sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply)
 
@@ -198,13 +200,7 @@ class Store:
             info = await self.js.stream_info(self.settings.stream)
         except (TimeoutError, nats.errors.Error) as err:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
-        self.observe(int(info.state.last_seq))
         return int(info.state.first_seq), int(info.state.last_seq)
-
-    def observe(self, seq: int) -> None:
-        """Note that the stream is known to hold sequence `seq` (never from a client's word:
-        a forged cursor would make every later read wait for a sequence that never comes)."""
-        self.observed_seq = max(self.observed_seq, seq)
 
     async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
@@ -229,6 +225,40 @@ class Store:
             raise StoreUnavailable(f"direct get answered status {status}")
         return _stored(reply)
 
+    async def from_leader(
+        self, user: str, *, after: int | None = None, timeout: float = 5.0
+    ) -> StoredMessage | None:
+        """The user's newest message, or with `after` the first one past it, as the stream
+        leader has it: one message per request, but never from a replica that lags."""
+        subject = self.subject(user)
+        request = (
+            {"last_by_subj": subject}
+            if after is None
+            else {"seq": after + 1, "next_by_subj": subject}
+        )
+        try:
+            reply = await self.nc.request(
+                f"$JS.API.STREAM.MSG.GET.{self.settings.stream}",
+                json.dumps(request).encode(),
+                timeout=timeout,
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            if error.get("code") == 404:
+                return None
+            raise StoreUnavailable(f"stream leader answered {error}")
+        message = answer["message"]
+        return StoredMessage(
+            seq=int(message["seq"]),
+            subject=message["subject"],
+            time_ns=parse_timestamp_ns(message["time"]),
+            data=base64.b64decode(message.get("data", "")),
+            headers=_parse_headers(base64.b64decode(message.get("hdrs", ""))),
+        )
+
     async def _direct(
         self, request: dict[str, object], timeout: float, *, batch: bool
     ) -> list[Msg]:
@@ -236,8 +266,6 @@ class Store:
         is one message (or a status)."""
         if self.nc.is_closed or not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
-        if self.observed_seq > 0:
-            request["min_last_seq"] = self.observed_seq
         self._next_token += 1
         token = str(self._next_token)
         queue: asyncio.Queue[Msg] = asyncio.Queue()
@@ -264,6 +292,16 @@ class Store:
         queue = self._waiting.get(msg.subject.rpartition(".")[2])
         if queue is not None:
             queue.put_nowait(msg)
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    """Headers from a raw `NATS/1.0` header block, as the leader's get returns them."""
+    headers: dict[str, str] = {}
+    for line in block.decode(errors="replace").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip()] = value.strip()
+    return headers
 
 
 def _stored(msg: Msg) -> StoredMessage:

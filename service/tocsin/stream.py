@@ -13,7 +13,7 @@ from .ids import encode_id
 from .model import InvalidInput, notification_from
 from .replay import Live, Plan, Reset, Resume, check_backlog
 from .settings import Settings
-from .store import Store, StoreUnavailable
+from .store import Store, StoredMessage, StoreUnavailable
 
 REPLAY_PAGE = 256
 TOKEN_EXPIRED = "token_expired"
@@ -119,15 +119,43 @@ async def _stream_first(store: Store) -> int:
     return first
 
 
+async def _from_leader(store: Store, user: str, after: int | None) -> StoredMessage | None:
+    try:
+        return await store.from_leader(user, after=after)
+    except StoreUnavailable:
+        raise _Ended(STORE_UNAVAILABLE) from None
+
+
+def _frames(
+    messages: list[StoredMessage], epoch: str, conn: Connection, stats: StreamStats
+) -> tuple[bytes, telemetry.Delivery] | None:
+    """The frames of the valid notifications among `messages`, joined, and their delivery."""
+    frames = []
+    for msg in messages:
+        try:
+            item = notification_from(encode_id(epoch, msg.seq), msg.time_ns, msg.data)
+        except InvalidInput:
+            continue
+        frames.append(telemetry.replay_frame(sse.notification(item), msg, item.id))
+    if not frames:
+        return None
+    stats.sent += len(frames)
+    stats.replayed += len(frames)
+    return b"".join(frames), telemetry.delivery(frames, telemetry.REPLAY, conn.id)
+
+
 async def _replay(
     conn: Connection, after: int, store: Store, settings: Settings, stats: StreamStats
 ) -> AsyncIterator[tuple[int, bytes]]:
     """(last sequence, frames) of everything stored for the user after `after`, page by page.
 
     The first read starts at `after` itself: finding the client's own message
-    proves nothing after it has been removed (see `check_backlog`).
+    proves nothing after it has been removed (see `check_backlog`). The pages are
+    direct gets, which a replica that lags may answer with less than is stored; the
+    leader then says where the user's messages really end, and whatever the pages
+    missed is read from it.
     """
-    start, first = after, True
+    start, first, last = after, True, after
     while True:
         try:
             batch = await store.read(conn.user, start, REPLAY_PAGE)
@@ -153,19 +181,24 @@ async def _replay(
                 telemetry.reset(reset.reason)
                 yield 0, sse.reset(reset.reason)
                 return
-        frames = []
-        for msg in messages:
-            try:
-                item = notification_from(encode_id(store.epoch, msg.seq), msg.time_ns, msg.data)
-            except InvalidInput:
-                continue
-            frames.append(telemetry.replay_frame(sse.notification(item), msg, item.id))
-        if frames:
-            stats.sent += len(frames)
-            stats.replayed += len(frames)
-            delivery = telemetry.delivery(frames, telemetry.REPLAY, conn.id)
-            yield messages[-1].seq, b"".join(frames)
+        if batch.messages:
+            last = batch.messages[-1].seq
+        written = _frames(messages, store.epoch, conn, stats)
+        if written is not None:
+            chunk, delivery = written
+            yield last, chunk
             delivery.written()
         if batch.pending == 0 or not batch.messages:
-            return
-        start = batch.messages[-1].seq + 1
+            break
+        start = last + 1
+    newest = await _from_leader(store, conn.user, None)
+    while newest is not None and newest.seq > last:
+        missed = await _from_leader(store, conn.user, last)
+        if missed is None:
+            break
+        last = missed.seq
+        written = _frames([missed], store.epoch, conn, stats)
+        if written is not None:
+            chunk, delivery = written
+            yield last, chunk
+            delivery.written()

@@ -71,7 +71,7 @@ class Tocsin:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"tocsin-{self.port}.log"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 45.0) -> None:
         """Start the process and wait until `/readyz` answers 200."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TOCSIN_JWT_SECRET": SECRET}

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tocsin import telemetry
 from tocsin.embedded import EmbeddedNats
 
-from support import Tocsin, TocsinFactory
+from support import Recorded, Tocsin, TocsinFactory
 
 
 @pytest.fixture
@@ -110,3 +114,28 @@ def python312(tmp_path_factory: pytest.TempPathFactory) -> str:
         env=env,
     )
     return python
+
+
+@pytest.fixture
+def recorded() -> Iterator[Recorded]:
+    """tocsin's telemetry recording spans in memory and metrics in a registry of its own."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider, registry = telemetry.prometheus_meter_provider()
+    telemetry.use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
+    try:
+        yield Recorded(exporter, registry)
+    finally:
+        telemetry.use()
+
+
+@pytest.fixture
+def untraced() -> Iterator[Recorded]:
+    """tocsin's telemetry with tracing off and metrics in a registry of its own."""
+    meter_provider, registry = telemetry.prometheus_meter_provider()
+    telemetry.use(meter_provider=meter_provider, registry=registry)
+    try:
+        yield Recorded(InMemorySpanExporter(), registry)
+    finally:
+        telemetry.use()

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import aconnect_sse
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin.auth import Verifier, publisher_claims, subscriber_claims
@@ -304,3 +307,34 @@ async def metric_value(url: str, family_name: str) -> float:
         if family.name == family_name:
             return sum(sample.value for sample in family.samples)
     return 0.0
+
+
+def sample_value(text: str, name: str, **labels: str) -> float | None:
+    """One Prometheus sample's value in exposition `text` (matching `labels`), or None."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+class Recorded:
+    """The spans and metrics tocsin's telemetry recorded in this process during one test."""
+
+    def __init__(self, exporter: InMemorySpanExporter, registry: CollectorRegistry) -> None:
+        self.exporter = exporter
+        self.registry = registry
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """Finished spans, optionally only those called `name`."""
+        spans = self.exporter.get_finished_spans()
+        return [s for s in spans if name is None or s.name == name]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """One Prometheus sample's value from this process's metrics, or None."""
+        return sample_value(generate_latest(self.registry).decode(), name, **labels)
+
+
+def hex_id(value: int, width: int) -> str:
+    """A trace or span id as the zero-padded hex W3C trace context writes."""
+    return format(value, f"0{width}x")

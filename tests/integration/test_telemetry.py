@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,12 +19,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin import telemetry
 from tocsin.app import create_app
@@ -36,12 +32,15 @@ from tocsin.settings import Settings
 from support import (
     SECRET,
     VERIFIER,
+    Recorded,
     Subscriber,
     Tocsin,
     TocsinFactory,
     auth,
+    hex_id,
     publish_http,
     publisher_token,
+    sample_value,
     user_token,
     wait_for,
 )
@@ -52,49 +51,8 @@ TRACEPARENT = f"00-{TRACE_ID}-{PRODUCER_SPAN_ID}-01"
 BODY = json.dumps({"kind": "comment.created", "subject_id": "doc_1", "text": "hi"}).encode()
 
 
-class Spans:
-    """Spans recorded in this process, and the registry its metrics render from."""
-
-    def __init__(self, exporter: InMemorySpanExporter, registry: CollectorRegistry) -> None:
-        self.exporter = exporter
-        self.registry = registry
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        """Finished spans called `name`."""
-        return [s for s in self.exporter.get_finished_spans() if s.name == name]
-
-    def sample(self, name: str, **labels: str) -> float | None:
-        """One Prometheus sample's value from this process's metrics, or None."""
-        return _sample(generate_latest(self.registry).decode(), name, **labels)
-
-
-def _sample(text: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
-
-
 def _attributes(span: ReadableSpan) -> dict[str, object]:
     return dict(span.attributes or {})
-
-
-@pytest.fixture
-def spans() -> Iterator[Spans]:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider, registry = telemetry.prometheus_meter_provider()
-    telemetry.use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
-    try:
-        yield Spans(exporter, registry)
-    finally:
-        telemetry.use()
 
 
 @asynccontextmanager
@@ -139,7 +97,7 @@ async def served(nats_url: str, data_dir: Path) -> AsyncIterator[str]:
 
 
 async def test_native_traceparent_continues_through_consumer_and_delivery(
-    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+    recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     async with served(nats_server.url, tmp_path) as url:
         sub = Subscriber(url, user_token("alice")).start()
@@ -151,16 +109,16 @@ async def test_native_traceparent_continues_through_consumer_and_delivery(
             )
             await wait_for(lambda: len(sub.ids) == 1, what="the live notification")
             await wait_for(
-                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+                lambda: bool(recorded.spans(telemetry.DELIVER_SPAN)), what="the delivery span"
             )
         finally:
             await nc.close()
             await sub.close()
-    (process,) = spans.named(telemetry.PROCESS_SPAN)
-    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
-    assert {_hex(s.context.trace_id, 32) for s in (process, deliver)} == {TRACE_ID}
+    (process,) = recorded.spans(telemetry.PROCESS_SPAN)
+    (deliver,) = recorded.spans(telemetry.DELIVER_SPAN)
+    assert {hex_id(s.context.trace_id, 32) for s in (process, deliver)} == {TRACE_ID}
     assert process.kind is SpanKind.CONSUMER
-    assert process.parent is not None and _hex(process.parent.span_id, 16) == PRODUCER_SPAN_ID
+    assert process.parent is not None and hex_id(process.parent.span_id, 16) == PRODUCER_SPAN_ID
     assert deliver.parent is not None and deliver.parent.span_id == process.context.span_id
     assert _attributes(process) == {
         "messaging.system": "nats",
@@ -176,12 +134,12 @@ async def test_native_traceparent_continues_through_consumer_and_delivery(
     assert delivered["tocsin.delivery.mode"] == "live"
     assert delivered["messaging.message.id"] == sub.ids[0]
     assert isinstance(delivered["tocsin.connection.id"], str)
-    assert spans.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
-    assert spans.sample("tocsin_notifications_delivered_total", mode="live") == 1
+    assert recorded.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
+    assert recorded.sample("tocsin_notifications_delivered_total", mode="live") == 1
 
 
 async def test_http_publish_is_traced_from_the_request_to_the_write(
-    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+    recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     async with served(nats_server.url, tmp_path) as url:
         sub = Subscriber(url, user_token("bob")).start()
@@ -195,24 +153,24 @@ async def test_http_publish_is_traced_from_the_request_to_the_write(
                 )
             assert response.status_code == 202, response.text
             await wait_for(
-                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+                lambda: bool(recorded.spans(telemetry.DELIVER_SPAN)), what="the delivery span"
             )
         finally:
             await sub.close()
-    (producer,) = spans.named(telemetry.PUBLISH_SPAN)
-    (process,) = spans.named(telemetry.PROCESS_SPAN)
-    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
+    (producer,) = recorded.spans(telemetry.PUBLISH_SPAN)
+    (process,) = recorded.spans(telemetry.PROCESS_SPAN)
+    (deliver,) = recorded.spans(telemetry.DELIVER_SPAN)
     assert producer.kind is SpanKind.PRODUCER
-    assert producer.parent is not None and _hex(producer.parent.span_id, 16) == PRODUCER_SPAN_ID
+    assert producer.parent is not None and hex_id(producer.parent.span_id, 16) == PRODUCER_SPAN_ID
     assert process.parent is not None and process.parent.span_id == producer.context.span_id
     assert deliver.parent is not None and deliver.parent.span_id == process.context.span_id
-    assert {_hex(s.context.trace_id, 32) for s in (producer, process, deliver)} == {TRACE_ID}
+    assert {hex_id(s.context.trace_id, 32) for s in (producer, process, deliver)} == {TRACE_ID}
     assert _attributes(producer)["messaging.message.id"] == response.json()["ids"][0]
-    assert spans.sample("tocsin_notifications_published_total") == 1
+    assert recorded.sample("tocsin_notifications_published_total") == 1
 
 
 async def test_replayed_delivery_continues_the_producers_trace(
-    spans: Spans, nats_server: EmbeddedNats, tmp_path: Path
+    recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     async with served(nats_server.url, tmp_path) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -228,18 +186,18 @@ async def test_replayed_delivery_continues_the_producers_trace(
         try:
             await wait_for(lambda: len(sub.ids) == 1, what="the replayed notification")
             await wait_for(
-                lambda: bool(spans.named(telemetry.DELIVER_SPAN)), what="the delivery span"
+                lambda: bool(recorded.spans(telemetry.DELIVER_SPAN)), what="the delivery span"
             )
         finally:
             await sub.close()
-    (deliver,) = spans.named(telemetry.DELIVER_SPAN)
-    assert _hex(deliver.context.trace_id, 32) == TRACE_ID
-    assert deliver.parent is not None and _hex(deliver.parent.span_id, 16) == PRODUCER_SPAN_ID
+    (deliver,) = recorded.spans(telemetry.DELIVER_SPAN)
+    assert hex_id(deliver.context.trace_id, 32) == TRACE_ID
+    assert deliver.parent is not None and hex_id(deliver.parent.span_id, 16) == PRODUCER_SPAN_ID
     assert _attributes(deliver)["tocsin.delivery.mode"] == "replay"
     assert _attributes(deliver)["messaging.message.id"] == sub.ids[0]
-    assert not spans.named(telemetry.PROCESS_SPAN)
-    assert spans.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1
-    assert spans.sample("tocsin_notifications_delivered_total", mode="replay") == 1
+    assert not recorded.spans(telemetry.PROCESS_SPAN)
+    assert recorded.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1
+    assert recorded.sample("tocsin_notifications_delivered_total", mode="replay") == 1
 
 
 async def _metrics(client: httpx.AsyncClient) -> str:
@@ -255,8 +213,8 @@ async def test_metrics_of_a_served_process_parse_and_move(
     tocsin = tocsin_factory(nats_server.url, "--heartbeat", "1s", "--max-conns-per-user", "1")
     async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as client:
         before = await _metrics(client)
-        assert _sample(before, "tocsin_nats_connected") == 1
-        assert not _sample(before, "tocsin_notifications_published_total")
+        assert sample_value(before, "tocsin_nats_connected") == 1
+        assert not sample_value(before, "tocsin_notifications_published_total")
         first = Subscriber(tocsin.url, user_token("dave"), reconnect=False).start()
         second = Subscriber(tocsin.url, user_token("dave"), reconnect=False)
         nc = await nats.connect(nats_server.url)
@@ -271,9 +229,9 @@ async def test_metrics_of_a_served_process_parse_and_move(
 
             async def moved() -> str:
                 text = await _metrics(client)
-                if _sample(text, "tocsin_invalid_messages_total") != 1:
+                if sample_value(text, "tocsin_invalid_messages_total") != 1:
                     return ""
-                if _sample(text, "tocsin_connections_closed_total", reason="evicted") != 1:
+                if sample_value(text, "tocsin_connections_closed_total", reason="evicted") != 1:
                     return ""
                 return text
 
@@ -287,15 +245,15 @@ async def test_metrics_of_a_served_process_parse_and_move(
             await nc.close()
             await first.close()
             await second.close()
-    assert _sample(text, "tocsin_notifications_published_total") == 1
-    assert _sample(text, "tocsin_notifications_received_total") == 1
-    assert _sample(text, "tocsin_notifications_routed_total") == 1
-    assert _sample(text, "tocsin_notifications_delivered_total", mode="live") == 1
-    assert _sample(text, "tocsin_delivery_latency_seconds_count", mode="live") == 1
-    assert _sample(text, "tocsin_connections_opened_total") == 2
-    assert _sample(text, "tocsin_connections_open") == 1
-    assert _sample(text, "tocsin_evictions_total") == 1
-    assert _sample(text, "process_resident_memory_bytes") is not None
+    assert sample_value(text, "tocsin_notifications_published_total") == 1
+    assert sample_value(text, "tocsin_notifications_received_total") == 1
+    assert sample_value(text, "tocsin_notifications_routed_total") == 1
+    assert sample_value(text, "tocsin_notifications_delivered_total", mode="live") == 1
+    assert sample_value(text, "tocsin_delivery_latency_seconds_count", mode="live") == 1
+    assert sample_value(text, "tocsin_connections_opened_total") == 2
+    assert sample_value(text, "tocsin_connections_open") == 1
+    assert sample_value(text, "tocsin_evictions_total") == 1
+    assert sample_value(text, "process_resident_memory_bytes") is not None
 
 
 async def test_console_exporter_prints_the_spans_of_a_native_publish(

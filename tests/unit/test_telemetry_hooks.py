@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin import telemetry
@@ -24,61 +20,12 @@ from tocsin.ids import encode_id
 from tocsin.logs import redact_url
 from tocsin.store import StoredMessage
 
+from support import Recorded, hex_id
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
-
-
-class Recorded:
-    """The spans and metrics the hooks recorded during one test."""
-
-    def __init__(self, exporter: InMemorySpanExporter, registry: CollectorRegistry) -> None:
-        self.exporter = exporter
-        self.registry = registry
-
-    def spans(self, name: str | None = None) -> list[ReadableSpan]:
-        """Finished spans, optionally only those called `name`."""
-        spans = self.exporter.get_finished_spans()
-        return [s for s in spans if name is None or s.name == name]
-
-    def sample(self, name: str, **labels: str) -> float | None:
-        """The value of one Prometheus sample, or None when absent."""
-        text = generate_latest(self.registry).decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    return float(sample.value)
-        return None
-
-
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider, registry = telemetry.prometheus_meter_provider()
-    telemetry.use(tracer_provider=tracer_provider, meter_provider=meter_provider, registry=registry)
-    try:
-        yield Recorded(exporter, registry)
-    finally:
-        telemetry.use()
-
-
-@pytest.fixture
-def untraced() -> Iterator[Recorded]:
-    meter_provider, registry = telemetry.prometheus_meter_provider()
-    telemetry.use(meter_provider=meter_provider, registry=registry)
-    try:
-        yield Recorded(InMemorySpanExporter(), registry)
-    finally:
-        telemetry.use()
-
-
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
 
 
 def _msg(headers: dict[str, str] | None, subject: str = "tocsin.user.alice") -> Msg:
@@ -93,8 +40,8 @@ def test_producer_span_injects_w3c_context_into_headers(recorded: Recorded) -> N
     assert produced.headers is not None
     assert produced.headers["Nats-Msg-Id"] == "k:0:alice"
     _, trace_id, span_id, _ = produced.headers["traceparent"].split("-")
-    assert trace_id == _hex(span.context.trace_id, 32)
-    assert span_id == _hex(span.context.span_id, 16)
+    assert trace_id == hex_id(span.context.trace_id, 32)
+    assert span_id == hex_id(span.context.span_id, 16)
     assert span.attributes is not None
     assert dict(span.attributes) == {
         "messaging.system": "nats",
@@ -111,9 +58,9 @@ def test_producer_continues_a_traceparent_given_in_the_headers(recorded: Recorde
     with telemetry.producing("tocsin.user.alice", {"traceparent": TRACEPARENT}) as produced:
         produced.stored("e", 1)
     (span,) = recorded.spans()
-    assert _hex(span.context.trace_id, 32) == TRACE_ID
+    assert hex_id(span.context.trace_id, 32) == TRACE_ID
     assert span.parent is not None
-    assert _hex(span.parent.span_id, 16) == PARENT_ID
+    assert hex_id(span.parent.span_id, 16) == PARENT_ID
     assert produced.headers is not None
     assert produced.headers["traceparent"] != TRACEPARENT
     assert TRACE_ID in produced.headers["traceparent"]
@@ -168,8 +115,8 @@ async def test_consumer_span_is_a_child_of_the_producer_and_parents_each_write(
         delivery.written()
     (process,) = recorded.spans(telemetry.PROCESS_SPAN)
     assert process.kind is SpanKind.CONSUMER
-    assert _hex(process.context.trace_id, 32) == TRACE_ID
-    assert process.parent is not None and _hex(process.parent.span_id, 16) == PARENT_ID
+    assert hex_id(process.context.trace_id, 32) == TRACE_ID
+    assert process.parent is not None and hex_id(process.parent.span_id, 16) == PARENT_ID
     assert process.attributes is not None
     assert process.attributes["messaging.operation.type"] == "process"
     assert process.attributes["messaging.message.id"] == "ntf_x"
@@ -198,7 +145,7 @@ def test_replayed_frames_continue_the_stored_producer_context(recorded: Recorded
     frame = telemetry.replay_frame(b"frame", stored, "ntf_5")
     telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
     (span,) = recorded.spans(telemetry.DELIVER_SPAN)
-    assert span.parent is not None and _hex(span.parent.span_id, 16) == PARENT_ID
+    assert span.parent is not None and hex_id(span.parent.span_id, 16) == PARENT_ID
     assert span.attributes is not None
     assert span.attributes["tocsin.delivery.mode"] == "replay"
     assert span.attributes["messaging.destination.name"] == "tocsin.user.bob"

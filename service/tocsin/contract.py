@@ -21,7 +21,7 @@ import msgspec
 from . import browser, model, replay
 from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
 from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME, TOKEN_COOKIE
-from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX, SUBJECT_PREFIX
+from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX
 
 Schema = dict[str, Any]
 
@@ -179,7 +179,7 @@ def asyncapi() -> Schema:
         },
         "channels": {
             "userNotifications": {
-                "address": SUBJECT_PREFIX + "{user_id}",
+                "address": model.SUBJECT_PREFIX + "{user_id}",
                 "title": "A user's notifications",
                 "description": (
                     f"Captured by the JetStream stream `{DEFAULT_STREAM}` (`tocsin serve "

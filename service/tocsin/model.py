@@ -10,6 +10,8 @@ import msgspec
 
 # Python's `$` also matches before a final newline, JSON Schema's (ECMA 262) does not;
 # `(?!\n)` makes msgspec refuse "abc\n" too, and changes nothing for ECMA.
+# A user's notifications live on `tocsin.user.<user_id>` (contract §3).
+SUBJECT_PREFIX = "tocsin.user."
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$(?!\n)"
 KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$(?!\n)"
 META_MAX_BYTES = 4096

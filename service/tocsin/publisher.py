@@ -14,10 +14,9 @@ from nats.js import JetStreamContext
 
 from . import telemetry
 from .ids import encode_id
-from .model import NotificationBody, decode_body, encode, is_user_id
+from .model import SUBJECT_PREFIX, NotificationBody, decode_body, encode, is_user_id
 from .store import StoreUnavailable, stream_epoch
 
-SUBJECT_PREFIX = "tocsin.user."
 DEFAULT_STREAM = "TOCSIN"
 IDEMPOTENCY_KEY_MAX = 128
 

@@ -10,6 +10,7 @@ from nats.aio.client import Client
 
 from .feed import Feeds
 from .hub import SHUTDOWN, Hub
+from .model import SUBJECT_PREFIX
 from .publisher import Publisher
 from .settings import Settings
 from .store import Store, connect
@@ -34,7 +35,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hub = Hub(settings.subject_prefix, self._invalid)
+        self.hub = Hub(SUBJECT_PREFIX, self._invalid)
         self.parts: Parts | None = None
         self.invalid_messages = 0
         self._task: asyncio.Task[None] | None = None

@@ -48,11 +48,6 @@ class Settings:
     dev_login: bool = False
 
     @property
-    def subject_prefix(self) -> str:
-        """Subjects are `<prefix><user_id>`."""
-        return "tocsin.user."
-
-    @property
     def read_bucket(self) -> str:
         """The KV bucket holding every user's read marker."""
         return f"{self.stream}_READ"

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 
 from .ids import epoch_of
+from .model import SUBJECT_PREFIX
 from .settings import Settings
 
 log = logging.getLogger("tocsin.store")
@@ -71,7 +72,7 @@ def stream_config(settings: Settings) -> StreamConfig:
     """The stream configuration `settings` asks for."""
     return StreamConfig(
         name=settings.stream,
-        subjects=[settings.subject_prefix + "*"],
+        subjects=[SUBJECT_PREFIX + "*"],
         storage=StorageType.FILE,
         max_age=settings.retention,
         max_msgs_per_subject=settings.per_user_max,
@@ -192,7 +193,7 @@ class Store:
 
     def subject(self, user: str) -> str:
         """The subject holding `user`'s notifications (the caller has validated `user`)."""
-        return self.settings.subject_prefix + user
+        return SUBJECT_PREFIX + user
 
     async def bounds(self) -> tuple[int, int]:
         """The stream's first and last sequence right now."""

@@ -16,6 +16,7 @@ import nats
 
 from tocsin.hub import Connection, Hub
 from tocsin.ids import decode_id
+from tocsin.model import SUBJECT_PREFIX
 from tocsin.replay import Resume
 from tocsin.settings import Settings
 from tocsin.store import Store
@@ -46,7 +47,7 @@ async def main(url: str, epoch: str, after: int) -> None:
     await cut_off()
     plain = len((await store.read("u", after + 1, 1000)).messages)
 
-    hub = Hub(settings.subject_prefix, lambda *_: None)
+    hub = Hub(SUBJECT_PREFIX, lambda *_: None)
     conn = Connection("u", "probe", settings.client_buffer)
     hub.register(conn, settings.max_conns_per_user)
     stats = StreamStats()

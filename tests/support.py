@@ -309,6 +309,32 @@ async def metric_value(url: str, family_name: str) -> float:
     return 0.0
 
 
+# Where a resumed stream reads its backlog: the process's record of recent notifications, or
+# the store (with the record off).
+REPLAY_SOURCES = ("memory", "store")
+
+
+def replay_flags(source: str) -> tuple[str, ...]:
+    """`tocsin serve` flags that make resumed streams read their backlog from `source`."""
+    return () if source == "memory" else ("--replay-cache", "0")
+
+
+async def replays_from(url: str, source: str) -> float:
+    """How many resumed streams of the process at `url` read their backlog from `source`."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(url + "/metrics")).text
+    return sample_value(text, "tocsin_replays_total", source=source) or 0.0
+
+
+async def wait_received(url: str, count: int, timeout: float = 10.0) -> None:
+    """Wait until the live feed of the process at `url` has carried `count` notifications."""
+    deadline = time.monotonic() + timeout
+    while await metric_value(url, "tocsin_notifications_received") < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {count} received")
+        await asyncio.sleep(0.02)
+
+
 def sample_value(text: str, name: str, **labels: str) -> float | None:
     """One Prometheus sample's value in exposition `text` (matching `labels`), or None."""
     for family in text_string_to_metric_families(text):

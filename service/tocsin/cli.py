@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="notifications per second one publisher may send over HTTP (0: no limit)",
     )
     serve.add_argument(
+        "--replay-cache",
+        type=int,
+        default=int(_env("replay-cache", "150000") or 150_000),
+        help="newest notifications each process keeps in memory to answer reconnects "
+        "without reading the store (0: always read the store)",
+    )
+    serve.add_argument(
         "--client-buffer",
         type=int,
         default=int(_env("client-buffer", "1024") or 1024),
@@ -138,6 +145,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """The settings that parsed flags (and `TOCSIN_*` variables) describe."""
     if args.nats_sync not in NATS_SYNC_CHOICES:
         raise ValueError(f"--nats-sync must be one of {', '.join(NATS_SYNC_CHOICES)}")
+    if args.replay_cache < 0:
+        raise ValueError("--replay-cache must be 0 or more")
     return Settings(
         host=args.host,
         port=args.port,
@@ -152,6 +161,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         heartbeat=parse_duration(args.heartbeat),
         max_conns_per_user=args.max_conns_per_user,
         replay_max=args.replay_max,
+        replay_cache=args.replay_cache,
         client_buffer=args.client_buffer,
         publish_rate=args.publish_rate,
         jwt_secret=args.jwt_secret,

@@ -2,7 +2,7 @@
 
 One follower (an ordered consumer, see `follow`) per process carries every new
 notification; each is validated and encoded once, then handed to the local
-streams of its user.
+streams of its user and kept in the process's record of recent frames (`recent`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from . import sse, telemetry
 from .follow import Delivery, Follower
 from .ids import encode_id
 from .model import InvalidInput, is_user_id, notification_from
+from .recent import RecentFrames
 
 EVICTED = "evicted"
 SLOW_CLIENT = "slow_client"
@@ -112,9 +113,16 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 class Hub:
     """This process's live feed and its open streams, by user."""
 
-    def __init__(self, subject_prefix: str, on_invalid: Callable[[int, str, str], None]) -> None:
+    def __init__(
+        self,
+        subject_prefix: str,
+        on_invalid: Callable[[int, str, str], None],
+        recent: RecentFrames | None = None,
+    ) -> None:
         self._prefix = subject_prefix
         self._on_invalid = on_invalid
+        # Without a record, every replay reads the store.
+        self.recent = recent if recent is not None else RecentFrames(0, 0)
         self._by_user: dict[str, list[Connection]] = {}
         self.follower: Follower | None = None
         self.epoch = ""
@@ -128,6 +136,7 @@ class Hub:
     ) -> None:
         """Follow everything stored from `start_seq` on."""
         self.epoch = epoch
+        self.recent.restart(start_seq)
         self.follower = Follower(nc, stream, self._prefix + "*", self._on_message)
         await self.follower.start(start_seq)
 
@@ -171,16 +180,24 @@ class Hub:
         user = msg.subject[len(self._prefix) :]
         if not is_user_id(user):
             self._on_invalid(seq, msg.subject, "$: the subject's user id is not valid")
+            self.recent.add(seq, None, b"", time_ns)
             return
         try:
             item = notification_from(encode_id(self.epoch, seq), time_ns, msg.data)
         except InvalidInput as err:
             self._on_invalid(seq, msg.subject, f"{err.field}: {err.message}")
+            self.recent.add(seq, None, b"", time_ns)
             return
         conns = self._by_user.get(user)
         telemetry.received()
-        if not conns:
+        if conns:
+            frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
+            for conn in conns:
+                conn.offer(seq, frame)
+        elif self.recent.capacity > 0:
+            frame = telemetry.replay_frame(
+                sse.notification(item), msg.subject, msg.headers or {}, item.id, time_ns
+            )
+        else:
             return
-        frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
-        for conn in conns:
-            conn.offer(seq, frame)
+        self.recent.add(seq, user, frame, time_ns)

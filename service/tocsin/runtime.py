@@ -12,6 +12,7 @@ from .feed import Feeds
 from .hub import SHUTDOWN, Hub
 from .model import SUBJECT_PREFIX
 from .publisher import Publisher
+from .recent import RecentFrames
 from .settings import Settings
 from .store import Store, connect
 
@@ -35,7 +36,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hub = Hub(SUBJECT_PREFIX, self._invalid)
+        recent = RecentFrames(settings.replay_cache, int(settings.retention * 1e9))
+        self.hub = Hub(SUBJECT_PREFIX, self._invalid, recent)
         self.parts: Parts | None = None
         self.invalid_messages = 0
         self._task: asyncio.Task[None] | None = None

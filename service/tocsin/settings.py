@@ -35,6 +35,7 @@ class Settings:
     heartbeat: float = 15.0
     max_conns_per_user: int = 5
     replay_max: int = 500
+    replay_cache: int = 150_000
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwks_url: str | None = None

@@ -11,6 +11,7 @@ from . import sse, telemetry
 from .hub import EVICTED, SHUTDOWN, Connection, Hub
 from .ids import encode_id
 from .model import InvalidInput, notification_from
+from .recent import Backlog
 from .replay import Live, Plan, Reset, Resume, check_backlog
 from .settings import Settings
 from .store import Store, StoredMessage, StoreUnavailable
@@ -63,7 +64,16 @@ async def run_stream(
             telemetry.reset(plan.reason)
             yield sse.reset(plan.reason)
         elif isinstance(plan, Resume):
-            async for seq, chunk in _replay(conn, plan.after, store, settings, stats):
+            # Registered before this look: whatever the record lacks is already queued live.
+            limit = max(settings.replay_max, settings.per_user_max)
+            recent = hub.recent.backlog(conn.user, plan.after, limit, time.time_ns())
+            if recent is None:
+                telemetry.replay(telemetry.STORE)
+                replay = _replay(conn, plan.after, store, settings, stats)
+            else:
+                telemetry.replay(telemetry.MEMORY)
+                replay = _replay_recent(conn, plan.after, recent, settings, stats)
+            async for seq, chunk in replay:
                 last_sent = max(last_sent, seq)
                 yield chunk
         else:
@@ -136,12 +146,63 @@ def _frames(
             item = notification_from(encode_id(epoch, msg.seq), msg.time_ns, msg.data)
         except InvalidInput:
             continue
-        frames.append(telemetry.replay_frame(sse.notification(item), msg, item.id))
+        frames.append(
+            telemetry.replay_frame(
+                sse.notification(item), msg.subject, msg.headers, item.id, msg.time_ns
+            )
+        )
     if not frames:
         return None
+    return _page(frames, conn, stats)
+
+
+def _page(
+    frames: list[bytes], conn: Connection, stats: StreamStats
+) -> tuple[bytes, telemetry.Delivery]:
+    """Replayed `frames` joined for one write, and their delivery."""
     stats.sent += len(frames)
     stats.replayed += len(frames)
     return b"".join(frames), telemetry.delivery(frames, telemetry.REPLAY, conn.id)
+
+
+def _judge(
+    after: int, own: bool, backlog: int, stream_first: int, settings: Settings
+) -> Reset | None:
+    return check_backlog(
+        after,
+        own=own,
+        backlog=backlog,
+        replay_max=settings.replay_max,
+        stream_first=stream_first,
+        per_user_max=settings.per_user_max,
+    )
+
+
+def _reset(reset: Reset, stats: StreamStats) -> bytes:
+    stats.reset = reset.reason
+    telemetry.reset(reset.reason)
+    return sse.reset(reset.reason)
+
+
+async def _replay_recent(
+    conn: Connection, after: int, backlog: Backlog, settings: Settings, stats: StreamStats
+) -> AsyncIterator[tuple[int, bytes]]:
+    """(last sequence, frames) of the user's backlog as this process's live feed kept it.
+
+    Judged as a read of the store would be: the store keeps only the newest
+    `per_user_max` of a user, so a backlog that long means the store has dropped
+    the message at `after`, even if the record still holds it.
+    """
+    own = backlog.own and backlog.count < settings.per_user_max
+    reset = _judge(after, own, backlog.count, backlog.covered_from, settings)
+    if reset is not None:
+        yield 0, _reset(reset, stats)
+        return
+    for start in range(0, len(backlog.frames), REPLAY_PAGE):
+        page = backlog.frames[start : start + REPLAY_PAGE]
+        chunk, delivery = _page([frame for _, frame in page], conn, stats)
+        yield page[-1][0], chunk
+        delivery.written()
 
 
 async def _replay(
@@ -168,18 +229,9 @@ async def _replay(
             if own:
                 messages = messages[1:]
             stream_first = 0 if own else await _stream_first(store)
-            reset = check_backlog(
-                after,
-                own=own,
-                backlog=len(messages) + batch.pending,
-                replay_max=settings.replay_max,
-                stream_first=stream_first,
-                per_user_max=settings.per_user_max,
-            )
+            reset = _judge(after, own, len(messages) + batch.pending, stream_first, settings)
             if reset is not None:
-                stats.reset = reset.reason
-                telemetry.reset(reset.reason)
-                yield 0, sse.reset(reset.reason)
+                yield 0, _reset(reset, stats)
                 return
         if batch.messages:
             last = batch.messages[-1].seq

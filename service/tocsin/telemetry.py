@@ -53,11 +53,11 @@ from .ids import encode_id
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from .store import StoredMessage
-
 log = logging.getLogger("tocsin.telemetry")
 
 LIVE = "live"
+MEMORY = "memory"
+STORE = "store"
 REPLAY = "replay"
 SUBJECT_TEMPLATE = "tocsin.user.{user_id}"
 PUBLISH_SPAN = "publish " + SUBJECT_TEMPLATE
@@ -158,6 +158,7 @@ class Counts:
         "publish_errors",
         "published",
         "received",
+        "replays",
         "resets",
         "routed",
         "slow_client_drops",
@@ -170,6 +171,7 @@ class Counts:
         self.routed = 0
         self.delivered = {LIVE: 0, REPLAY: 0}
         self.resets: dict[str, int] = {}
+        self.replays: dict[str, int] = {}
         self.evictions = 0
         self.slow_client_drops = 0
         self.opened = 0
@@ -223,6 +225,13 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
             notification,
             "Notification frames written to SSE streams, by mode (live or replay)",
             _by("mode", lambda: counts.delivered),
+        ),
+        (
+            "tocsin.replays",
+            "{connection}",
+            "Resumed streams, by where their backlog was read: memory (this process's record "
+            "of recent notifications) or store",
+            _by("source", lambda: counts.replays),
         ),
         (
             "tocsin.resets",
@@ -607,10 +616,12 @@ def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int
     return _traced(frame, msg.subject, message_id, stored_ns, context)
 
 
-def replay_frame(frame: bytes, msg: StoredMessage, message_id: str) -> bytes:
-    """`frame` for the stored `msg`, carrying the producer's context for its delivery span."""
-    context = propagate.extract(msg.headers, getter=_GETTER) if _state.tracing() else None
-    return _traced(frame, msg.subject, message_id, msg.time_ns, context)
+def replay_frame(
+    frame: bytes, subject: str, headers: Mapping[str, str], message_id: str, stored_ns: int
+) -> bytes:
+    """`frame` of a stored message, carrying the producer's context for its delivery span."""
+    context = propagate.extract(headers, getter=_GETTER) if _state.tracing() else None
+    return _traced(frame, subject, message_id, stored_ns, context)
 
 
 class Delivery:
@@ -662,6 +673,12 @@ class Delivery:
 def delivery(frames: Sequence[bytes], mode: str, conn_id: str) -> Delivery:
     """Start recording the write of `frames` (LIVE or REPLAY) to the stream `conn_id`."""
     return Delivery(frames, mode, conn_id)
+
+
+def replay(source: str) -> None:
+    """A resumed stream read its backlog from `source` (MEMORY or STORE)."""
+    replays = _state.counts.replays
+    replays[source] = replays.get(source, 0) + 1
 
 
 def reset(reason: str) -> None:

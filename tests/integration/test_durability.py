@@ -8,12 +8,23 @@ import random
 
 import httpx
 import nats
+import pytest
 
 from tocsin.embedded import EmbeddedNats
 from tocsin.model import NotificationBody
 from tocsin.publisher import Publisher
 
-from support import Subscriber, TocsinFactory, feed_cursor, publish_http, user_token, wait_for
+from support import (
+    REPLAY_SOURCES,
+    Subscriber,
+    TocsinFactory,
+    feed_cursor,
+    publish_http,
+    replay_flags,
+    replays_from,
+    user_token,
+    wait_for,
+)
 
 
 async def test_crash_restart_replays_what_was_published_while_down(
@@ -53,8 +64,9 @@ async def test_crash_restart_replays_what_was_published_while_down(
         await sub.close()
 
 
+@pytest.mark.parametrize("source", REPLAY_SOURCES)
 async def test_concurrent_publishers_and_flapping_clients_lose_nothing(
-    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
 ) -> None:
     """1,000 notifications to 10 users, half over HTTP and half natively, while each
     user's client drops and reconnects at random: every client ends with every
@@ -62,7 +74,7 @@ async def test_concurrent_publishers_and_flapping_clients_lose_nothing(
 
     Each client starts from its feed's cursor, as tocsin.js does, so even a drop before
     its first notification resumes without a gap."""
-    proc = tocsin_factory(nats_server.url)
+    proc = tocsin_factory(nats_server.url, *replay_flags(source))
     users = [f"user{i}" for i in range(10)]
     async with httpx.AsyncClient(base_url=proc.url) as http:
         cursors = {u: await feed_cursor(http, u) for u in users}
@@ -120,6 +132,10 @@ async def test_concurrent_publishers_and_flapping_clients_lose_nothing(
             texts = [json.loads(e.data)["text"] for e in sub.notifications]
             assert len(texts) == len(expected)
         assert sum(s.connects for s in subs.values()) > 10
+        # Every resumed stream read where this run means it to.
+        other = next(s for s in REPLAY_SOURCES if s != source)
+        assert await replays_from(proc.url, source) > 0
+        assert await replays_from(proc.url, other) == 0
     finally:
         await nc.close()
         for sub in subs.values():

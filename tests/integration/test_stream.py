@@ -17,6 +17,7 @@ from tocsin.model import NotificationBody
 from tocsin.publisher import Publisher
 
 from support import (
+    REPLAY_SOURCES,
     SECRET,
     Subscriber,
     Tocsin,
@@ -24,8 +25,11 @@ from support import (
     auth,
     publish_http,
     read_frames,
+    replay_flags,
+    replays_from,
     user_token,
     wait_for,
+    wait_received,
 )
 
 
@@ -106,12 +110,14 @@ async def test_unusable_cursor_resets_then_goes_live(
     assert events[1].id == (await publishing)[0]
 
 
+@pytest.mark.parametrize("source", REPLAY_SOURCES)
 async def test_cursor_beyond_replay_max_resets(
-    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
 ) -> None:
-    proc = tocsin_factory(nats_server.url, "--replay-max", "3")
+    proc = tocsin_factory(nats_server.url, "--replay-max", "3", *replay_flags(source))
     async with httpx.AsyncClient(base_url=proc.url) as client:
         ids = [(await publish_http(client, ["alice"], f"n{i}"))[0] for i in range(6)]
+        await wait_received(proc.url, len(ids))
         within = await read_frames(
             client, token=user_token("alice"), count=3, headers={"Last-Event-ID": ids[2]}
         )
@@ -121,14 +127,17 @@ async def test_cursor_beyond_replay_max_resets(
         )
         assert beyond[0].event == "reset"
         assert json.loads(beyond[0].data) == {"reason": "too_many"}
+    assert await replays_from(proc.url, source) == 2
 
 
+@pytest.mark.parametrize("source", REPLAY_SOURCES)
 async def test_cursor_older_than_the_store_resets(
-    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
 ) -> None:
-    proc = tocsin_factory(nats_server.url, "--per-user-max", "3")
+    proc = tocsin_factory(nats_server.url, "--per-user-max", "3", *replay_flags(source))
     async with httpx.AsyncClient(base_url=proc.url) as client:
         ids = [(await publish_http(client, ["alice"], f"n{i}"))[0] for i in range(5)]
+        await wait_received(proc.url, len(ids))
         # Only the newest three are kept: ids[1] is gone, and so might be what followed it.
         gone = await read_frames(
             client, token=user_token("alice"), count=1, headers={"Last-Event-ID": ids[1]}
@@ -139,6 +148,7 @@ async def test_cursor_older_than_the_store_resets(
             client, token=user_token("alice"), count=2, headers={"Last-Event-ID": ids[2]}
         )
         assert [e.id for e in kept] == ids[3:]
+    assert await replays_from(proc.url, source) == 2
 
 
 async def test_oldest_stream_is_evicted_beyond_the_per_user_cap(

@@ -142,7 +142,9 @@ def test_replayed_frames_continue_the_stored_producer_context(recorded: Recorded
         data=b"{}",
         headers={"Nats-Sequence": "5", "traceparent": TRACEPARENT},
     )
-    frame = telemetry.replay_frame(b"frame", stored, "ntf_5")
+    frame = telemetry.replay_frame(
+        b"frame", stored.subject, stored.headers, "ntf_5", stored.time_ns
+    )
     telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
     (span,) = recorded.spans(telemetry.DELIVER_SPAN)
     assert span.parent is not None and hex_id(span.parent.span_id, 16) == PARENT_ID

@@ -612,7 +612,7 @@ def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int
             PROCESS_SPAN, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
         span.end()
-        context = trace.set_span_in_context(span)
+        context = _traceable(trace.set_span_in_context(span))
     return _traced(frame, msg.subject, message_id, stored_ns, context)
 
 
@@ -620,8 +620,21 @@ def replay_frame(
     frame: bytes, subject: str, headers: Mapping[str, str], message_id: str, stored_ns: int
 ) -> bytes:
     """`frame` of a stored message, carrying the producer's context for its delivery span."""
-    context = propagate.extract(headers, getter=_GETTER) if _state.tracing() else None
+    context = _traceable(propagate.extract(headers, getter=_GETTER)) if _state.tracing() else None
     return _traced(frame, subject, message_id, stored_ns, context)
+
+
+def _traceable(context: Context) -> Context | None:
+    """`context`, unless it continues a trace that was not sampled.
+
+    The children of an unsampled span are never sampled (parent-based sampling, and
+    ratio sampling, which decides by trace id): dropping the context skips building a
+    delivery span per write only to throw it away, and a kept frame holds less.
+    """
+    parent = trace.get_current_span(context).get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled:
+        return None
+    return context
 
 
 class Delivery:

@@ -277,3 +277,15 @@ def test_redact_url_hides_nats_user_info() -> None:
     assert redact_url("nats://s3cr3t@n1:4222") == "nats://***@n1:4222"
     assert redact_url("nats://n1:4222") == "nats://n1:4222"
     assert redact_url("tls://n1:4222/path@x") == "tls://n1:4222/path@x"
+
+
+def test_writes_of_an_unsampled_trace_make_no_spans(recorded: Recorded) -> None:
+    unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+    frame = telemetry.replay_frame(
+        b"frame", "tocsin.user.bob", {"traceparent": unsampled}, "ntf_5", time.time_ns()
+    )
+    # No context kept: no span is even built for each write of it.
+    assert isinstance(frame, telemetry.TracedFrame) and frame.context is None
+    telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
+    assert recorded.spans(telemetry.DELIVER_SPAN) == []
+    assert recorded.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1

@@ -92,6 +92,9 @@ class Follower:
         heartbeat: float = 2.0,
     ) -> None:
         self._nc = nc
+        # Looked up once: on Python 3.11 each `get_running_loop()` makes a getpid() system
+        # call, and this one would run for every message.
+        self._loop = asyncio.get_running_loop()
         self._js: JetStreamContext = nc.jetstream()
         self._stream = stream
         self._filter = subject_filter
@@ -135,8 +138,7 @@ class Follower:
     async def _recreate(self, why: str) -> None:
         async with self._lock:
             await self._drop_consumer()
-            loop = asyncio.get_running_loop()
-            self._last_activity = loop.time()
+            self._last_activity = self._loop.time()
             # Messages of the new consumer may arrive before its creation is confirmed, and
             # leftovers of the old one after: each consumer gets its own inbox and generation.
             self._generation += 1
@@ -181,10 +183,9 @@ class Follower:
                 await self._js.delete_consumer(self._stream, consumer)
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._heartbeat)
-            silent = loop.time() - self._last_activity
+            silent = self._loop.time() - self._last_activity
             if self._consumer and silent < self._heartbeat * SILENT_HEARTBEATS:
                 continue
             if not self._nc.is_connected:
@@ -197,7 +198,7 @@ class Follower:
                 )
 
     async def _on_msg(self, msg: Msg) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_activity = self._loop.time()
         headers = msg.headers or {}
         status = headers.get(STATUS)
         if status is not None:

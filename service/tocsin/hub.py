@@ -38,6 +38,9 @@ class Connection:
         self.opened = time.monotonic()
         self.closing: str | None = None
         self._capacity = capacity
+        # Looked up once: on Python 3.11 each `get_running_loop()` makes a getpid() system
+        # call, and a stream waits once per write.
+        self._loop = asyncio.get_running_loop()
         # A plain list and a future made only while waiting: no Event, deque or
         # wait_for task per stream (memory per idle stream, a task per wake-up).
         self._frames: list[tuple[int, bytes]] = []
@@ -74,9 +77,7 @@ class Connection:
             if self._writer is not None:
                 # A stream blocked writing to a client that stopped reading never looks
                 # at `closing`; cancelling its writer makes Hypercorn drop the connection.
-                self._abort = asyncio.get_running_loop().call_later(
-                    ABORT_GRACE_SECONDS, self._writer.cancel
-                )
+                self._abort = self._loop.call_later(ABORT_GRACE_SECONDS, self._writer.cancel)
         self._notify()
 
     def _notify(self) -> None:
@@ -94,10 +95,9 @@ class Connection:
         """Wait until something is queued or the stream must end; False on timeout."""
         if self._frames or self.closing is not None:
             return True
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
-        timer = loop.call_later(timeout, _expire, waiter)
+        timer = self._loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:

@@ -53,6 +53,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1.0,
         help="fraction of traces sampled (parentbased_traceidratio); 1: every span",
     )
+    bench.add_argument(
+        "--replay-cache",
+        type=int,
+        help="tocsin --replay-cache (0: every resume reads the store)",
+    )
     bench.add_argument("--no-tracing", action="store_true", help="run tocsin without tracing")
     bench.add_argument("--target", help="load this tocsin (URL) instead of starting one")
     bench.add_argument("--nats-url", help="with --target: its NATS, for native publishing")
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         nats_sync=args.nats_sync,
         trace_ratio=args.trace_ratio,
+        replay_cache=args.replay_cache,
     )
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     import uvloop

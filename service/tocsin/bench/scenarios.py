@@ -46,6 +46,21 @@ class Knobs:
     profile: str | None = None
     nats_sync: str = "always"
     trace_ratio: float = 1.0
+    replay_cache: int | None = None
+
+    def server_options(
+        self, *, workers: int | None = None, heartbeat: str = "15s"
+    ) -> ServerOptions:
+        """How to start tocsin for a scenario: its own defaults, then what was asked."""
+        extra = [] if self.replay_cache is None else ["--replay-cache", str(self.replay_cache)]
+        return ServerOptions(
+            workers=workers or self.workers or 1,
+            heartbeat=heartbeat,
+            tracing=self.tracing,
+            trace_ratio=self.trace_ratio,
+            nats_sync=self.nats_sync,
+            extra=extra,
+        )
 
 
 @asynccontextmanager
@@ -224,12 +239,7 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
     users = [f"u{i}" for i in range(knobs.users or max(conns // 2, 1))]
     rate = knobs.rate or 2000.0
     seconds = knobs.seconds or 10.0
-    options = ServerOptions(
-        workers=knobs.workers or 1,
-        tracing=knobs.tracing,
-        nats_sync=knobs.nats_sync,
-        trace_ratio=knobs.trace_ratio,
-    )
+    options = knobs.server_options()
     procs = knobs.client_procs or max(2, math.ceil(conns / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -381,13 +391,7 @@ async def capacity(knobs: Knobs) -> list[Row]:
     total = per_worker * workers
     heartbeat = knobs.heartbeat or "5s"
     idle = knobs.idle_seconds or 30.0
-    options = ServerOptions(
-        workers=workers,
-        heartbeat=heartbeat,
-        tracing=knobs.tracing,
-        nats_sync=knobs.nats_sync,
-        trace_ratio=knobs.trace_ratio,
-    )
+    options = knobs.server_options(workers=workers, heartbeat=heartbeat)
     procs = knobs.client_procs or max(1, math.ceil(total / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -457,12 +461,7 @@ async def storm(knobs: Knobs) -> list[Row]:
     clients = knobs.connections or 2000
     behind = knobs.behind or 50
     users = [f"s{i}" for i in range(clients)]
-    options = ServerOptions(
-        workers=knobs.workers or 1,
-        tracing=knobs.tracing,
-        nats_sync=knobs.nats_sync,
-        trace_ratio=knobs.trace_ratio,
-    )
+    options = knobs.server_options()
     procs = knobs.client_procs or max(2, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
     async with serving(knobs, options) as target:
         fleet = await Fleet.start(procs)
@@ -509,6 +508,7 @@ async def storm(knobs: Knobs) -> list[Row]:
             after, load_after = target.usage(), usage(load_pids)
             nats_after = usage([target.nats_pid] if target.nats_pid else [])
             check = await check_streams(fleet, missed["sent"], None)
+            replays = await target.replays()
         finally:
             await publisher.stop()
             await fleet.stop()
@@ -534,6 +534,11 @@ async def storm(knobs: Knobs) -> list[Row]:
             "0 / 0",
             check.wrong_streams == 0 and check.disorder == 0,
             correctness=True,
+        ),
+        Row(
+            name,
+            "resumes read from memory / store",
+            f"{replays.get('memory', 0)} / {replays.get('store', 0)}",
         ),
         Row(name, "all reconnected (hello)", f"{opened:.2f} s"),
         Row(name, "all caught up", f"{caught_up:.2f} s", "<= 5 s", caught_up <= 5.0),
@@ -574,12 +579,7 @@ async def publish(knobs: Knobs) -> list[Row]:
     seconds = knobs.seconds or 5.0
     users = [f"p{i}" for i in range(knobs.users or 1000)]
     batch = knobs.batch if knobs.batch > 1 else 100
-    options = ServerOptions(
-        workers=knobs.workers or 1,
-        tracing=knobs.tracing,
-        nats_sync=knobs.nats_sync,
-        trace_ratio=knobs.trace_ratio,
-    )
+    options = knobs.server_options()
     rows: list[Row] = []
     async with serving(knobs, options) as target:
         publisher = await LoadProcess.start()

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..auth import Verifier, publisher_claims, subscriber_claims
 from ..embedded import EmbeddedNats, die_with_parent, free_port
@@ -179,6 +180,17 @@ class Target:
     def usage(self) -> Usage:
         """CPU and memory of the server side now (nothing known for a target given by URL)."""
         return usage(self.server_pids)
+
+    async def replays(self) -> dict[str, int]:
+        """Resumed streams by where their backlog was read (of the worker that answers)."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(self.url + "/metrics")).text
+        return {
+            sample.labels["source"]: int(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "tocsin_replays_total"
+        }
 
     def user_token(self, user: str, ttl: int = 7200) -> str:
         """A subscriber token for `user`."""

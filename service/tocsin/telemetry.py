@@ -534,15 +534,32 @@ def producing(subject: str, headers: dict[str, str] | None) -> Iterator[Produced
     A `traceparent` already among `headers` (a caller's) is the span's parent; otherwise
     the current context is.
     """
+    try:
+        with _producer_span(subject, headers) as produced:
+            yield produced
+    except Exception:
+        _state.counts.publish_errors += 1
+        raise
+
+
+@contextmanager
+def _producer_span(subject: str, headers: dict[str, str] | None) -> Iterator[Produced]:
     if not _state.tracing():
-        try:
-            yield Produced(headers, None)
-        except Exception:
-            _state.counts.publish_errors += 1
-            raise
+        yield Produced(headers, None)
         return
-    parent = propagate.extract(headers, getter=_GETTER) if headers else None
+    parent = None
+    if headers:
+        given = propagate.extract(headers, getter=_GETTER)
+        if trace.get_current_span(given).get_span_context().is_valid:
+            parent = given
     batched = _in_batch.get()
+    if batched and not trace.get_current_span(parent).get_span_context().trace_flags.sampled:
+        # The batch's trace is not sampled, so no create span of it would be: skip building
+        # one per recipient. The headers still carry the trace, and with it the decision.
+        carrier = dict(headers or {})
+        propagate.inject(carrier, context=parent)
+        yield Produced(carrier, None)
+        return
     attributes = {
         **_MESSAGING,
         "messaging.destination.name": subject,
@@ -557,11 +574,7 @@ def producing(subject: str, headers: dict[str, str] | None) -> Iterator[Produced
     ) as span:
         carrier = dict(headers or {})
         propagate.inject(carrier)
-        try:
-            yield Produced(carrier or None, span)
-        except Exception:
-            _state.counts.publish_errors += 1
-            raise
+        yield Produced(carrier or None, span)
 
 
 class TracedFrame(bytes):
@@ -570,17 +583,33 @@ class TracedFrame(bytes):
     stored_ns: int
     subject: str
     message_id: str
-    context: Context | None
+    # The producer's headers, until a delivery needs the trace context they carry:
+    # most kept frames are never replayed, and reading a context costs microseconds.
+    _headers: Mapping[str, str] | None
+    _context: Context | None
+
+    def context(self) -> Context | None:
+        """The trace context this frame's deliveries continue; None: trace none."""
+        if self._headers is not None:
+            self._context = _traceable(propagate.extract(self._headers, getter=_GETTER))
+            self._headers = None
+        return self._context
 
 
 def _traced(
-    frame: bytes, subject: str, message_id: str, stored_ns: int, context: Context | None
+    frame: bytes,
+    subject: str,
+    message_id: str,
+    stored_ns: int,
+    context: Context | None,
+    headers: Mapping[str, str] | None = None,
 ) -> TracedFrame:
     traced = TracedFrame(frame)
     traced.stored_ns = stored_ns
     traced.subject = subject
     traced.message_id = message_id
-    traced.context = context
+    traced._context = context
+    traced._headers = headers
     return traced
 
 
@@ -620,8 +649,9 @@ def replay_frame(
     frame: bytes, subject: str, headers: Mapping[str, str], message_id: str, stored_ns: int
 ) -> bytes:
     """`frame` of a stored message, carrying the producer's context for its delivery span."""
-    context = _traceable(propagate.extract(headers, getter=_GETTER)) if _state.tracing() else None
-    return _traced(frame, subject, message_id, stored_ns, context)
+    return _traced(
+        frame, subject, message_id, stored_ns, None, headers if _state.tracing() else None
+    )
 
 
 def _traceable(context: Context) -> Context | None:
@@ -660,11 +690,11 @@ class Delivery:
             # The store's clock and ours may differ a little: never report negative time.
             latency = max(now - frame.stored_ns, 0) / 1e9
             histogram.record(latency, labels)
-            if tracing and frame.context is not None:
-                self._trace(frame, latency, now)
+            if tracing and (context := frame.context()) is not None:
+                self._trace(frame, context, latency, now)
         _state.counts.delivered[self._mode] += len(self._frames)
 
-    def _trace(self, frame: TracedFrame, latency: float, now: int) -> None:
+    def _trace(self, frame: TracedFrame, context: Context, latency: float, now: int) -> None:
         attributes = {
             **_MESSAGING,
             "messaging.destination.name": frame.subject,
@@ -675,7 +705,7 @@ class Delivery:
         }
         span = _state.tracer.start_span(
             DELIVER_SPAN,
-            context=frame.context,
+            context=context,
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             start_time=self._started,

@@ -96,6 +96,30 @@ def test_a_batch_is_one_send_span_over_create_spans(recorded: Recorded) -> None:
         assert span.attributes["messaging.operation.type"] == "create"
 
 
+def test_a_batch_of_an_unsampled_trace_builds_no_create_spans(recorded: Recorded) -> None:
+    unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+    with telemetry.publishing_batch(2):
+        for user in ("alice", "bob"):
+            with telemetry.producing(f"tocsin.user.{user}", {"traceparent": unsampled}) as made:
+                made.stored("e", 1)
+            assert made.span is None
+            # The consumer side still continues the caller's trace, and its decision.
+            assert made.headers is not None and made.headers["traceparent"] == unsampled
+    assert recorded.spans(telemetry.CREATE_SPAN) == []
+    assert recorded.sample("tocsin_notifications_published_total") == 2
+
+
+def test_an_idempotent_batch_keeps_its_create_spans_under_the_batch(recorded: Recorded) -> None:
+    with (
+        telemetry.publishing_batch(2),
+        telemetry.producing("tocsin.user.a", {"Nats-Msg-Id": "k:0:a"}) as produced,
+    ):
+        produced.stored("e", 1)
+    (batch,) = recorded.spans(telemetry.PUBLISH_SPAN)
+    (create,) = recorded.spans(telemetry.CREATE_SPAN)
+    assert create.parent is not None and create.parent.span_id == batch.context.span_id
+
+
 def test_one_recipient_has_no_batch_span(recorded: Recorded) -> None:
     with telemetry.publishing_batch(1), telemetry.producing("tocsin.user.a", None):
         pass
@@ -161,7 +185,7 @@ def test_without_tracing_no_spans_and_no_injection_but_metrics(untraced: Recorde
         produced.stored("e", 1)
     assert produced.headers is None
     frame = telemetry.routed(b"f", _msg({"traceparent": TRACEPARENT}), "ntf_1", time.time_ns(), 1)
-    assert isinstance(frame, telemetry.TracedFrame) and frame.context is None
+    assert isinstance(frame, telemetry.TracedFrame) and frame.context() is None
     telemetry.delivery([frame], telemetry.LIVE, "c").written()
     assert untraced.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
     assert untraced.sample("tocsin_notifications_published_total") == 1
@@ -285,7 +309,7 @@ def test_writes_of_an_unsampled_trace_make_no_spans(recorded: Recorded) -> None:
         b"frame", "tocsin.user.bob", {"traceparent": unsampled}, "ntf_5", time.time_ns()
     )
     # No context kept: no span is even built for each write of it.
-    assert isinstance(frame, telemetry.TracedFrame) and frame.context is None
+    assert isinstance(frame, telemetry.TracedFrame) and frame.context() is None
     telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
     assert recorded.spans(telemetry.DELIVER_SPAN) == []
     assert recorded.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1

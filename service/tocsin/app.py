@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
-from typing import Any
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import sse, telemetry
-from .auth import (
-    TOKEN_COOKIE,
-    Forbidden,
-    KeysUnavailable,
-    Principal,
-    Unauthorized,
-    Verifier,
-    check_query_lifetime,
-)
+from . import telemetry
+from .auth import Forbidden, KeysUnavailable, Unauthorized, Verifier
 from .browser import browser_blueprint
 from .cors import install_cors
-from .hub import Connection
+from .credentials import authenticate
 from .model import (
     InvalidInput,
     PublishAccepted,
@@ -35,14 +21,11 @@ from .model import (
 )
 from .publisher import PartialPublish, valid_idempotency_key
 from .ratelimit import RateLimiter
-from .replay import plan_resume
 from .responses import error_response, json_response
 from .runtime import Parts, Runtime
 from .settings import Settings
 from .store import StoreUnavailable
-from .stream import StreamStats, run_stream
-
-log = logging.getLogger("tocsin.http")
+from .stream_endpoint import STREAM_PATH, StreamEndpoint
 
 MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT_SECONDS = 10
@@ -69,7 +52,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_SECONDS
     limiter = RateLimiter(settings.publish_rate)
     app.register_blueprint(browser_blueprint(settings, runtime, verifier))
-    install_cors(app, settings.cors_origins)
+    cors = install_cors(app, settings.cors_origins)
 
     @app.before_serving
     async def start() -> None:
@@ -119,25 +102,6 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    async def authenticate(*, allow_query: bool) -> Principal:
-        header = request.headers.get("Authorization")
-        if header is not None:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("Authorization header must be 'Bearer <token>'")
-            return await verifier.verify(token.strip())
-        cookie = request.cookies.get(TOKEN_COOKIE)
-        if cookie:
-            return await verifier.verify(cookie)
-        query = request.args.get("token")
-        if query and allow_query:
-            principal = await verifier.verify(query)
-            check_query_lifetime(principal)
-            return principal
-        raise Unauthorized(
-            "no token: send 'Authorization: Bearer <jwt>' or the tocsin_token cookie"
-        )
-
     def connected() -> Parts:
         if not runtime.ready or runtime.parts is None:
             raise StoreUnavailable("not connected to NATS")
@@ -163,7 +127,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.post("/notifications")
     async def publish_notifications() -> Response:
-        principal = await authenticate(allow_query=False)
+        principal = await authenticate(verifier, request.scope, allow_query=False)
         principal.require_publisher()
         key = request.headers.get("Idempotency-Key")
         if key is not None and not valid_idempotency_key(key):
@@ -191,7 +155,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.get("/notifications")
     async def list_notifications() -> Response:
-        user = (await authenticate(allow_query=False)).subscriber()
+        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
         limit = _limit(request.args.get("limit"))
         before = request.args.get("before") or None
         feed = await connected().feeds.page(user, limit, before)
@@ -199,55 +163,21 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.post("/notifications/read")
     async def mark_read() -> Response:
-        user = (await authenticate(allow_query=False)).subscriber()
+        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
         body = decode_read_request(
             await request.get_data(cache=False, as_text=False, parse_form_data=False)
         )
         state = await connected().feeds.mark_read(user, body.up_to)
         return json_response(200, state)
 
-    @app.get("/notifications/stream")
-    async def stream() -> Response:
-        # Never 5xx here: any status but 200 ends EventSource's reconnecting for good, so
-        # an outage (of NATS, or of the identity provider's keys) answers "come back".
-        come_back = _event_stream(_once(sse.hello(settings.retry_ms)))
-        try:
-            principal = await authenticate(allow_query=True)
-        except KeysUnavailable:
-            return come_back
-        user = principal.subscriber()
-        cursor = request.headers.get("Last-Event-ID")
-        if cursor is None:
-            cursor = request.args.get("last_event_id")
-        if not runtime.ready or runtime.parts is None:
-            return come_back
-        parts = runtime.parts
-        conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
-        runtime.hub.register(conn, settings.max_conns_per_user)
-        plan = plan_resume(cursor, parts.store.epoch)
-        stats = StreamStats()
-        frames = run_stream(
-            conn,
-            plan,
-            store=parts.store,
-            hub=runtime.hub,
-            settings=settings,
-            expires_at=principal.expires_at,
-            stats=stats,
-        )
-        return _event_stream(_logged(frames, conn, stats))
-
-    def _event_stream(body: AsyncIterator[bytes]) -> Response:
-        headers = {
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-        if request.http_version in ("1.0", "1.1"):
-            headers["Connection"] = "keep-alive"
-        response = Response(body, status=200, headers=headers, content_type=sse.CONTENT_TYPE)
-        response.timeout = None
-        return response
-
+    # The stream itself is served by `StreamEndpoint` before Quart sees the request; the
+    # rule stays so that other methods on the path get Quart's 405 (with `Allow`) and
+    # OPTIONS answers, and so that the route is listed with the others.
+    app.add_url_rule(STREAM_PATH, "stream", methods=["GET"])
+    endpoint = StreamEndpoint(
+        app.asgi_app, settings=settings, runtime=runtime, verifier=verifier, cors=cors
+    )
+    app.asgi_app = endpoint  # type: ignore[method-assign]  # Quart's way to add ASGI middleware
     return app
 
 
@@ -258,35 +188,3 @@ def _limit(raw: str | None) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
     return int(raw)
-
-
-async def _once(frame: bytes) -> AsyncIterator[bytes]:
-    yield frame
-
-
-async def _logged(
-    frames: AsyncGenerator[bytes, None], conn: Connection, stats: StreamStats
-) -> AsyncIterator[bytes]:
-    fields: dict[str, Any] = {"user": conn.user, "conn": conn.id, "process": os.getpid()}
-    log.info("stream open", extra={"fields": fields})
-    telemetry.stream_opened()
-    started = time.monotonic()
-    try:
-        async with aclosing(frames):
-            async for chunk in frames:
-                yield chunk
-    finally:
-        log.info(
-            "stream close",
-            extra={
-                "fields": {
-                    **fields,
-                    "duration_s": round(time.monotonic() - started, 3),
-                    "events_sent": stats.sent,
-                    "replayed": stats.replayed,
-                    "reset": stats.reset,
-                    "reason": stats.reason,
-                }
-            },
-        )
-        telemetry.stream_closed(stats.reason)

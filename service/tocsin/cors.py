@@ -38,24 +38,41 @@ class Cors:
         response.headers["Access-Control-Max-Age"] = str(MAX_AGE_SECONDS)
         return self.decorate(response, origin)
 
+    def headers(
+        self, origin: str | None, *, vary: str = "", preflight: bool = False
+    ) -> list[tuple[str, str]]:
+        """The headers an answer to `origin` gets: `Vary: Origin` unless `vary` names it, and
+        the CORS headers if `origin` is allowed; none at all when no origin is configured."""
+        if not self.origins:
+            return []
+        headers = []
+        if "origin" not in {v.strip().lower() for v in vary.split(",")}:
+            headers.append(("Vary", "Origin"))
+        if origin is not None and self.allows(origin):
+            headers.append(("Access-Control-Allow-Origin", origin))
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+            if not preflight:
+                headers.append(("Access-Control-Expose-Headers", EXPOSED_HEADERS))
+        return headers
+
     def decorate(self, response: Response, origin: str | None) -> Response:
         """Add the CORS headers for `origin` if it is allowed; `Vary: Origin` either way."""
-        vary = {v.strip().lower() for v in response.headers.get("Vary", "").split(",")}
-        if "origin" not in vary:
-            response.headers.add("Vary", "Origin")
-        if origin is not None and self.allows(origin):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            if "Access-Control-Allow-Methods" not in response.headers:
-                response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        preflight = "Access-Control-Allow-Methods" in response.headers
+        vary = response.headers.get("Vary", "")
+        for name, value in self.headers(origin, vary=vary, preflight=preflight):
+            if name == "Vary":
+                response.headers.add(name, value)
+            else:
+                # Set, not added: a preflight answer passes here twice.
+                response.headers[name] = value
         return response
 
 
-def install_cors(app: Quart, origins: Iterable[str]) -> None:
+def install_cors(app: Quart, origins: Iterable[str]) -> Cors:
     """Answer preflights and decorate every response for `origins`; nothing if there are none."""
     cors = Cors(origins)
     if not cors.origins:
-        return
+        return cors
 
     @app.before_request
     async def answer_preflight() -> Response | None:
@@ -73,3 +90,5 @@ def install_cors(app: Quart, origins: Iterable[str]) -> None:
     @app.after_request
     async def add_cors_headers(response: Response) -> Response:
         return cors.decorate(response, request.headers.get("Origin"))
+
+    return cors

@@ -1,0 +1,42 @@
+"""Reading an HTTP request from its ASGI scope: headers, cookies and query parameters.
+
+Values come out as Quart's request reads them (headers as Latin-1, the first of
+repeated headers and parameters), so a route served by Quart and one served
+straight from ASGI see the same request.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" codec error handler)
+from hypercorn.typing import WWWScope
+from werkzeug.http import parse_cookie
+
+
+def header(scope: WWWScope, name: bytes) -> str | None:
+    """The first value of the header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def cookie(scope: WWWScope, name: str) -> str | None:
+    """The value of the cookie `name` across every Cookie header, or None."""
+    combined = ";".join(
+        value.decode("latin-1") for key, value in scope["headers"] if key.lower() == b"cookie"
+    )
+    if not combined:
+        return None
+    value: str | None = parse_cookie(combined).get(name)
+    return value
+
+
+def query(scope: WWWScope, name: str) -> str | None:
+    """The first value of the query parameter `name`, or None."""
+    raw = scope["query_string"]
+    if not raw:
+        return None
+    pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+    return next((value for key, value in pairs if key == name), None)

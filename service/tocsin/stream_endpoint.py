@@ -1,0 +1,208 @@
+"""`GET /notifications/stream` served straight from ASGI, in front of the Quart app.
+
+An idle stream lives for hours; Quart's per-request machinery (request and body
+objects with their events, a receiver task, a handler task, a `wait_for`, the
+application and request contexts, its response generator chain) held most of
+each stream's memory. Here a stream is this handler's task, one task waiting
+for the client to go away, and `run_stream`'s generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from contextlib import aclosing
+from typing import Any
+
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Scope,
+)
+
+from . import sse, telemetry
+from .auth import KeysUnavailable, Unauthorized, Verifier
+from .cors import Cors
+from .credentials import authenticate
+from .hub import Connection
+from .model import ErrorBody, encode
+from .replay import plan_resume
+from .runtime import Runtime
+from .scope import header, query
+from .settings import Settings
+from .stream import StreamStats, run_stream
+
+log = logging.getLogger("tocsin.http")
+
+STREAM_PATH = "/notifications/stream"
+# HEAD is routed with GET, as Quart does: the same answer, its body left out by Hypercorn.
+STREAM_METHODS = frozenset({"GET", "HEAD"})
+
+
+class StreamEndpoint:
+    """An ASGI app serving the notification stream itself and passing all else to `app`."""
+
+    def __init__(
+        self,
+        app: ASGIFramework,
+        *,
+        settings: Settings,
+        runtime: Runtime,
+        verifier: Verifier,
+        cors: Cors,
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._runtime = runtime
+        self._verifier = verifier
+        self._cors = cors
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == STREAM_PATH
+            and scope["method"] in STREAM_METHODS
+        ):
+            await self._serve(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+    async def _serve(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        settings, runtime = self._settings, self._runtime
+        origin = header(scope, b"origin")
+        # Never 5xx here: any status but 200 ends EventSource's reconnecting for good, so
+        # an outage (of NATS, or of the identity provider's keys) answers "come back".
+        try:
+            principal = await authenticate(self._verifier, scope, allow_query=True)
+            user = principal.subscriber()
+        except KeysUnavailable:
+            await self._come_back(scope, origin, send)
+            return
+        except Unauthorized as err:
+            await self._unauthorized(str(err), origin, send)
+            return
+        cursor = header(scope, b"last-event-id")
+        if cursor is None:
+            cursor = query(scope, "last_event_id")
+        parts = runtime.parts
+        if not runtime.ready or parts is None:
+            await self._come_back(scope, origin, send)
+            return
+        conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
+        runtime.hub.register(conn, settings.max_conns_per_user)
+        stats = StreamStats()
+        frames = run_stream(
+            conn,
+            plan_resume(cursor, parts.store.epoch),
+            store=parts.store,
+            hub=runtime.hub,
+            settings=settings,
+            expires_at=principal.expires_at,
+            stats=stats,
+        )
+        fields: dict[str, Any] = {"user": conn.user, "conn": conn.id, "process": os.getpid()}
+        log.info("stream open", extra={"fields": fields})
+        telemetry.stream_opened()
+        started = time.monotonic()
+        handler = asyncio.current_task()
+        assert handler is not None
+        # Quart's way, at the cost of one small task: a client that went away cancels the
+        # handler, which ends `run_stream` (and its replay, if one is under way) at once.
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, handler))
+        try:
+            async with aclosing(frames):
+                # The first frame is taken before anything is awaited: from then on `frames`
+                # is started, so closing it unregisters `conn` however this handler ends.
+                hello = await anext(frames)
+                await send(self._start(scope, origin))
+                await send(_chunk(hello))
+                async for chunk in frames:
+                    await send(_chunk(chunk))
+            watcher.cancel()
+            await send(_END)
+        finally:
+            watcher.cancel()
+            log.info(
+                "stream close",
+                extra={
+                    "fields": {
+                        **fields,
+                        "duration_s": round(time.monotonic() - started, 3),
+                        "events_sent": stats.sent,
+                        "replayed": stats.replayed,
+                        "reset": stats.reset,
+                        "reason": stats.reason,
+                    }
+                },
+            )
+            telemetry.stream_closed(stats.reason)
+
+    def _start(self, scope: HTTPScope, origin: str | None) -> HTTPResponseStartEvent:
+        """The `http.response.start` of a `200` event stream."""
+        headers = [
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        if scope["http_version"] in ("1.0", "1.1"):
+            headers.append((b"connection", b"keep-alive"))
+        headers.append((b"content-type", sse.CONTENT_TYPE.encode()))
+        return {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": headers + self._cors_headers(origin),
+        }
+
+    async def _come_back(
+        self, scope: HTTPScope, origin: str | None, send: ASGISendCallable
+    ) -> None:
+        """A `200` stream of the hello frame only: the browser reconnects after its `retry`."""
+        await send(self._start(scope, origin))
+        await send(_chunk(sse.hello(self._settings.retry_ms)))
+        await send(_END)
+
+    async def _unauthorized(self, message: str, origin: str | None, send: ASGISendCallable) -> None:
+        """The `401` JSON error every route answers for a missing or bad token."""
+        body = encode(ErrorBody(error=message))
+        headers = [
+            (b"www-authenticate", b"Bearer"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": headers + self._cors_headers(origin),
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        return [
+            (name.lower().encode(), value.encode("latin-1"))
+            for name, value in self._cors.headers(origin)
+        ]
+
+
+_END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _chunk(data: bytes) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+async def _cancel_on_disconnect(receive: ASGIReceiveCallable, handler: asyncio.Task[Any]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    handler.cancel()

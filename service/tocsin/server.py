@@ -119,7 +119,9 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
     nats = [redact_url(url) for url in settings.nats_urls]
     log.info("listening", extra={"fields": {"bind": config.bind, "nats": nats}})
     await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, None),
+        # Quart's `__call__` only forwards to `asgi_app` (where the stream endpoint sits): handing
+        # Hypercorn `asgi_app` saves every open stream a coroutine frame.
+        wrap_app(app.asgi_app, config.wsgi_max_body_size, "asgi"),
         config,
         sockets=sockets,
         shutdown_trigger=shutdown_trigger,

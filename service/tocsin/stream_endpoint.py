@@ -120,7 +120,7 @@ class StreamEndpoint:
         assert handler is not None
         # As Quart does: a client that went away cancels the handler, which ends
         # `run_stream` (and its replay, if one is under way) at once.
-        watcher = _DisconnectWatch(receive, handler)
+        watcher = DisconnectWatch(receive, handler)
         try:
             async with aclosing(frames):
                 # The first frame is taken before anything is awaited: from then on `frames`
@@ -130,6 +130,7 @@ class StreamEndpoint:
                 await send(_chunk(hello))
                 async for chunk in frames:
                     await send(_chunk(chunk))
+            # Hypercorn reports the end of our own answer as a disconnect: stop watching first.
             watcher.stop()
             await send(_END)
         finally:
@@ -208,7 +209,7 @@ def _chunk(data: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": data, "more_body": True}
 
 
-class _DisconnectWatch:
+class DisconnectWatch:
     """Cancels `handler` once `receive()` says the client has gone.
 
     A task awaiting `receive()` would cost each open stream about 650 bytes more (the

@@ -14,12 +14,11 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextlib import aclosing
 from typing import Any
 
 from hypercorn.typing import (
-    ASGIFramework,
     ASGIReceiveCallable,
     ASGIReceiveEvent,
     ASGISendCallable,
@@ -43,6 +42,8 @@ from .stream import StreamStats, run_stream
 
 log = logging.getLogger("tocsin.http")
 
+ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Coroutine[Any, Any, None]]
+
 STREAM_PATH = "/notifications/stream"
 # HEAD is routed with GET, as Quart does: the same answer, its body left out by Hypercorn.
 STREAM_METHODS = frozenset({"GET", "HEAD"})
@@ -53,7 +54,7 @@ class StreamEndpoint:
 
     def __init__(
         self,
-        app: ASGIFramework,
+        app: ASGIApp,
         *,
         settings: Settings,
         runtime: Runtime,
@@ -66,17 +67,18 @@ class StreamEndpoint:
         self._verifier = verifier
         self._cors = cors
 
-    async def __call__(
+    def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        # Not a coroutine itself: the server awaits `_serve` directly, so no frame of this
+        # call is held for as long as a stream stays open.
         if (
             scope["type"] == "http"
             and scope["path"] == STREAM_PATH
             and scope["method"] in STREAM_METHODS
         ):
-            await self._serve(scope, receive, send)
-        else:
-            await self._app(scope, receive, send)
+            return self._serve(scope, receive, send)
+        return self._app(scope, receive, send)
 
     async def _serve(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable

@@ -60,9 +60,7 @@ async def run_stream(
     last_sent = plan.after if isinstance(plan, Resume) else 0
     try:
         if isinstance(plan, Reset):
-            stats.reset = plan.reason
-            telemetry.reset(plan.reason)
-            yield sse.reset(plan.reason)
+            yield _reset(plan, stats)
         elif isinstance(plan, Resume):
             # Registered before this look: whatever the record lacks is already queued live.
             limit = max(settings.replay_max, settings.per_user_max)
@@ -179,6 +177,7 @@ def _judge(
 
 
 def _reset(reset: Reset, stats: StreamStats) -> bytes:
+    """The reset frame, counted and noted for the stream's closing log line."""
     stats.reset = reset.reason
     telemetry.reset(reset.reason)
     return sse.reset(reset.reason)

@@ -44,6 +44,11 @@ class Runtime:
         self._stopping = False
 
     @property
+    def kept_notifications(self) -> int:
+        """Notifications kept in memory to answer resumes (`--replay-cache`)."""
+        return len(self.hub.recent)
+
+    @property
     def ready(self) -> bool:
         """Connected to NATS with the stream set up and followed."""
         return self.parts is not None and self.parts.nc.is_connected

@@ -111,6 +111,11 @@ class Watched(Protocol):
         """Messages the live feed skipped as invalid, so far."""
         ...
 
+    @property
+    def kept_notifications(self) -> int:
+        """Notifications kept in memory to answer resumes (`--replay-cache`)."""
+        ...
+
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
     """Reads trace headers from NATS headers, whose names a producer may capitalise."""
@@ -130,16 +135,6 @@ _GETTER = _HeaderGetter()
 
 
 _watched: weakref.ref[Watched] | None = None
-
-
-def _observe_nats(_options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _watched() if _watched is not None else None
-    return [] if runtime is None else [Observation(1 if runtime.ready else 0)]
-
-
-def _observe_invalid(_options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _watched() if _watched is not None else None
-    return [] if runtime is None else [Observation(runtime.invalid_messages)]
 
 
 class Counts:
@@ -180,6 +175,16 @@ class Counts:
 
 
 _Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def _of_runtime(read: Callable[[Watched], int]) -> _Callback:
+    """Observe what `read` says of the watched runtime (nothing before one is watched)."""
+
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        runtime = _watched() if _watched is not None else None
+        return [] if runtime is None else [Observation(read(runtime))]
+
+    return observe
 
 
 def _total(read: Callable[[], int]) -> _Callback:
@@ -267,7 +272,7 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
             "tocsin.invalid_messages",
             "{message}",
             "Messages on the stream that failed validation and were skipped",
-            _observe_invalid,
+            _of_runtime(lambda runtime: runtime.invalid_messages),
         ),
     ]
     for name, unit, description, callback in observed:
@@ -282,8 +287,15 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
     )
     meter.create_observable_gauge(
         "tocsin.nats.connected",
-        callbacks=[_observe_nats],
+        callbacks=[_of_runtime(lambda runtime: 1 if runtime.ready else 0)],
         description="1 while this process is connected to NATS with the stream set up, else 0",
+    )
+    meter.create_observable_gauge(
+        "tocsin.replay_cache.notifications",
+        callbacks=[_of_runtime(lambda runtime: runtime.kept_notifications)],
+        unit=notification,
+        description="Notifications this process keeps in memory to answer resumes "
+        "(at most --replay-cache)",
     )
     return meter.create_histogram(
         "tocsin.delivery.latency",

@@ -23,6 +23,7 @@ from support import (
     Tocsin,
     TocsinFactory,
     auth,
+    metric_value,
     publish_http,
     read_frames,
     replay_flags,
@@ -118,6 +119,8 @@ async def test_cursor_beyond_replay_max_resets(
     async with httpx.AsyncClient(base_url=proc.url) as client:
         ids = [(await publish_http(client, ["alice"], f"n{i}"))[0] for i in range(6)]
         await wait_received(proc.url, len(ids))
+        kept = await metric_value(proc.url, "tocsin_replay_cache_notifications")
+        assert kept == (len(ids) if source == "memory" else 0)
         within = await read_frames(
             client, token=user_token("alice"), count=3, headers={"Last-Event-ID": ids[2]}
         )

@@ -213,6 +213,7 @@ class _Runtime:
     def __init__(self) -> None:
         self.ready = True
         self.invalid_messages = 3
+        self.kept_notifications = 10
 
 
 def test_nats_state_and_invalid_messages_are_read_at_collection(untraced: Recorded) -> None:
@@ -220,10 +221,13 @@ def test_nats_state_and_invalid_messages_are_read_at_collection(untraced: Record
     telemetry.watch(runtime)
     assert untraced.sample("tocsin_nats_connected") == 1
     assert untraced.sample("tocsin_invalid_messages_total") == 3
+    assert untraced.sample("tocsin_replay_cache_notifications") == 10
     runtime.ready = False
     runtime.invalid_messages = 4
+    runtime.kept_notifications = 0
     assert untraced.sample("tocsin_nats_connected") == 0
     assert untraced.sample("tocsin_invalid_messages_total") == 4
+    assert untraced.sample("tocsin_replay_cache_notifications") == 0
 
 
 def test_trace_headers_picks_only_w3c_context() -> None:
@@ -241,6 +245,7 @@ def test_every_metric_and_span_name_is_documented(untraced: Recorded) -> None:
     telemetry.evicted()
     telemetry.slow_client_dropped()
     telemetry.reset("expired")
+    telemetry.replay(telemetry.MEMORY)
     telemetry.received()
     with telemetry.producing("tocsin.user.a", None) as produced:
         produced.stored("e", 1)
@@ -253,7 +258,7 @@ def test_every_metric_and_span_name_is_documented(untraced: Recorded) -> None:
     names = {f.name + ("_total" if f.type == "counter" else "") for f in families} - {"target_info"}
     docs = DOCS.read_text()
     documented = set(re.findall(r"`(tocsin_[a-z_]+)`", docs))
-    assert len(names) == 14, names
+    assert len(names) == 16, names
     assert names <= documented, names - documented
     for span in (
         telemetry.PUBLISH_SPAN,

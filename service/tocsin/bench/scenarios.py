@@ -184,6 +184,28 @@ class Check:
     wrong_streams: int
     disorder: int
 
+    def rows(self, scenario: str, what: str, whole: bool) -> list[Row]:
+        """The correctness rows: `what` (delivered, replayed) against expected, and the
+        streams that got the wrong notifications or got them out of order."""
+        return [
+            Row(
+                scenario,
+                f"{what} / expected",
+                f"{self.delivered} / {self.expected}",
+                "all",
+                whole and self.wrong_streams == 0,
+                correctness=True,
+            ),
+            Row(
+                scenario,
+                "streams wrong / out of order",
+                f"{self.wrong_streams} / {self.disorder}",
+                "0 / 0",
+                self.wrong_streams == 0 and self.disorder == 0,
+                correctness=True,
+            ),
+        ]
+
 
 async def check_streams(fleet: Fleet, sent: Sent, base: dict[str, list[int]] | None) -> Check:
     """Every stream must hold exactly its user's notifications (count and sequence sum)."""
@@ -315,22 +337,7 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
             answer["errors"] == 0,
             correctness=True,
         ),
-        Row(
-            name,
-            "delivered / expected",
-            f"{check.delivered} / {check.expected}",
-            "all",
-            check.delivered == check.expected and check.wrong_streams == 0,
-            correctness=True,
-        ),
-        Row(
-            name,
-            "streams wrong / out of order",
-            f"{check.wrong_streams} / {check.disorder}",
-            "0 / 0",
-            check.wrong_streams == 0 and check.disorder == 0,
-            correctness=True,
-        ),
+        *check.rows(name, "delivered", check.delivered == check.expected),
         Row(name, "latency p50", ms(percentile(lat, 0.5))),
         Row(name, "latency p99", ms(p99), "<= 25 ms", p99 <= 25e6),
         Row(name, "latency p99.9", ms(percentile(lat, 0.999))),
@@ -515,26 +522,10 @@ async def storm(knobs: Knobs) -> list[Row]:
     caught_up = max(a["caught_up_seconds"] for a in answers)
     nats_cpu = nats_after.cpu_seconds - nats_before.cpu_seconds
     opened = max(a["seconds"] for a in answers)
-    ok = check.delivered == check.expected == clients * behind and check.wrong_streams == 0
     return [
         Row(name, "clients x behind", f"{clients} x {behind} = {clients * behind}"),
         Row(name, "first notification per client stored", str(first["accepted"])),
-        Row(
-            name,
-            "replayed / expected",
-            f"{check.delivered} / {check.expected}",
-            "all",
-            ok,
-            correctness=True,
-        ),
-        Row(
-            name,
-            "streams wrong / out of order",
-            f"{check.wrong_streams} / {check.disorder}",
-            "0 / 0",
-            check.wrong_streams == 0 and check.disorder == 0,
-            correctness=True,
-        ),
+        *check.rows(name, "replayed", check.delivered == check.expected == clients * behind),
         Row(
             name,
             "resumes read from memory / store",

@@ -159,6 +159,19 @@ def _notification(stamp: bool) -> bytes:
     ).encode()
 
 
+def _published(
+    accepted: int, errors: list[str], started: float, sent: dict[str, list[int]]
+) -> Command:
+    """A publisher's answer: what was stored, what failed, and for whom."""
+    return {
+        "accepted": accepted,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": time.monotonic() - started,
+        "sent": sent,
+    }
+
+
 async def publish_http(cmd: Command) -> Command:
     """POST notifications at `rate` per second (batches of `batch` recipients) for `seconds`."""
     users: list[str] = cmd["users"]
@@ -200,13 +213,7 @@ async def publish_http(cmd: Command) -> Command:
     finally:
         for conn in conns:
             conn.close()
-    return {
-        "accepted": accepted,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "seconds": time.monotonic() - started,
-        "sent": sent,
-    }
+    return _published(accepted, errors, started, sent)
 
 
 async def publish_native(cmd: Command) -> Command:
@@ -246,13 +253,7 @@ async def publish_native(cmd: Command) -> Command:
         await asyncio.gather(*(run() for _ in range(int(cmd.get("inflight", 64)))))
     finally:
         await nc.close()
-    return {
-        "accepted": accepted,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "seconds": time.monotonic() - started,
-        "sent": sent,
-    }
+    return _published(accepted, errors, started, sent)
 
 
 async def serve_commands() -> None:

@@ -135,9 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--url", default=_env("url", DEFAULT_URL))
     _add_key_flags(tail)
 
-    from .bench import add_parser as add_bench_parser
-
-    add_bench_parser(commands)
+    try:
+        # The benchmark is a tool beside the package (service/tocsin_bench), not part of it:
+        # present in a checkout, absent from an installed wheel.
+        from tocsin_bench import add_parser as add_bench_parser
+    except ImportError:
+        commands.add_parser(
+            "bench", help="load scenarios (only from a checkout of tocsin: service/tocsin_bench)"
+        )
+    else:
+        add_bench_parser(commands)
     return parser
 
 
@@ -215,8 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = _mint(args, subscriber_claims(args.user, 3600))
             return asyncio.run(tail(args.url, token, args.last_event_id))
         if args.command == "bench":
-            from .bench import run as run_bench
-
+            try:
+                from tocsin_bench import run as run_bench
+            except ImportError:
+                print(
+                    "tocsin: `tocsin bench` runs from a checkout of tocsin "
+                    "(service/tocsin_bench is not installed with the package)",
+                    file=sys.stderr,
+                )
+                return 2
             return run_bench(args)
     except ValueError as err:
         print(f"tocsin: {err}", file=sys.stderr)

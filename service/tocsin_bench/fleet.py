@@ -12,7 +12,7 @@ Answer = dict[str, Any]
 
 
 class LoadProcess:
-    """One `python -m tocsin.bench.worker` child, spoken to in JSON lines."""
+    """One `python -m tocsin_bench.worker` child, spoken to in JSON lines."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -23,7 +23,7 @@ class LoadProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tocsin.bench.worker",
+            "tocsin_bench.worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 26,

@@ -1,6 +1,6 @@
 """A load process of `tocsin bench`: holds SSE streams or publishes, told what by JSON lines.
 
-Run as `python -m tocsin.bench.worker`; each line on stdin is a command, each
+Run as `python -m tocsin_bench.worker`; each line on stdin is a command, each
 answer one JSON line on stdout. Keeping the load in its own processes means the
 clients' CPU never hides inside tocsin's measurements.
 """

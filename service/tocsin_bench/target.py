@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..auth import Verifier, publisher_claims, subscriber_claims
-from ..embedded import EmbeddedNats, die_with_parent, free_port
+from tocsin.auth import Verifier, publisher_claims, subscriber_claims
+from tocsin.embedded import EmbeddedNats, die_with_parent, free_port
+
 from .procstat import Usage, children, usage
 
 

@@ -457,7 +457,7 @@ async def capacity(knobs: Knobs) -> list[Row]:
 
 
 def _seconds(duration: str) -> float:
-    from ..settings import parse_duration
+    from tocsin.settings import parse_duration
 
     return parse_duration(duration)
 

@@ -14,7 +14,7 @@ from .scenarios import SCENARIOS, Knobs
 METHOD = """\
 Method: tocsin serve and a nats-server (JetStream, file storage, fsync on every write
 unless --nats-sync default) run as their own processes; the load comes from separate
-`python -m tocsin.bench.worker` processes over loopback TCP: SSE clients on raw asyncio
+`python -m tocsin_bench.worker` processes over loopback TCP: SSE clients on raw asyncio
 sockets (HTTP/1.1, chunked, every frame parsed) and a publisher (keep-alive HTTP POSTs or
 nats-py JetStream publishes, paced to the asked rate). Latency is publish -> receive:
 the publisher stamps time.time_ns() into meta.t as it sends, the client subtracts it from

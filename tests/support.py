@@ -9,19 +9,27 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tocsin import telemetry
+from tocsin.app import create_app
 from tocsin.auth import Verifier, publisher_claims, subscriber_claims
 from tocsin.embedded import free_port
+from tocsin.hub import Closed
+from tocsin.runtime import Runtime
+from tocsin.settings import Settings
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 VERIFIER = Verifier(secret=SECRET)
@@ -315,8 +323,25 @@ REPLAY_SOURCES = ("memory", "store")
 
 
 def replay_flags(source: str) -> tuple[str, ...]:
-    """`tocsin serve` flags that make resumed streams read their backlog from `source`."""
+    """`tocsin serve` flags that make resumed streams read their backlog from `source`
+    (from memory, they still read it from the store the first time the process meets
+    the user)."""
     return () if source == "memory" else ("--replay-cache", "0")
+
+
+@contextlib.asynccontextmanager
+async def holding(url: str, user: str, source: str) -> AsyncIterator[Subscriber | None]:
+    """While the body runs, the process at `url` holds a stream of `user` when resumes are
+    to be answered from memory (so it follows the user's timeline); none from the store."""
+    if source != "memory":
+        yield None
+        return
+    sub = Subscriber(url, user_token(user)).start()
+    try:
+        await sub.connected()
+        yield sub
+    finally:
+        await sub.close()
 
 
 async def replays_from(url: str, source: str) -> float:
@@ -364,3 +389,52 @@ class Recorded:
 def hex_id(value: int, width: int) -> str:
     """A trace or span id as the zero-padded hex W3C trace context writes."""
     return format(value, f"0{width}x")
+
+
+@contextlib.asynccontextmanager
+async def in_process(
+    nats_url: str, data_dir: Path, **overrides: Any
+) -> AsyncIterator[tuple[str, Runtime]]:
+    """The tocsin app in this process (its runtime at hand), served by real Hypercorn on a
+    free loopback port, with `Settings` `overrides`."""
+    settings = Settings(
+        port=free_port(),
+        nats_urls=(nats_url,),
+        data_dir=data_dir,
+        heartbeat=1.0,
+        jwt_secret=SECRET,
+        **overrides,
+    )
+    runtime = Runtime(settings, telemetry.OtelTelemetry())
+    app = create_app(settings, runtime, VERIFIER)
+    config = Config()
+    config.bind = [f"127.0.0.1:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 2.0
+    stop = asyncio.Event()
+
+    async def trigger() -> None:
+        await stop.wait()
+        runtime.hub.close_all(Closed.SHUTDOWN)
+
+    task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=trigger))
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            for _ in range(200):
+                if await ready():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("in-process tocsin never became ready")
+        yield url, runtime
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

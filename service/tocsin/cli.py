@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         "without reading the store (0: always read the store)",
     )
     serve.add_argument(
+        "--linger",
+        default=_env("linger", "30s"),
+        help="how long a process keeps following a user after their last stream closed, "
+        "so a quick reconnect is answered from memory",
+    )
+    serve.add_argument(
+        "--tail-check",
+        default=_env("tail-check", "60s"),
+        help="how often each followed user's newest stored message is checked, to find "
+        "a live message lost in transit",
+    )
+    serve.add_argument(
         "--client-buffer",
         type=int,
         default=int(_env("client-buffer", "1024") or 1024),
@@ -169,6 +181,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_conns_per_user=args.max_conns_per_user,
         replay_max=args.replay_max,
         replay_cache=args.replay_cache,
+        linger=parse_duration(args.linger),
+        tail_check=parse_duration(args.tail_check),
         client_buffer=args.client_buffer,
         publish_rate=args.publish_rate,
         jwt_secret=args.jwt_secret,

@@ -75,7 +75,7 @@ RESET_EVENT: Schema = {
     "properties": {
         "reason": {
             "type": "string",
-            "enum": sorted([replay.MALFORMED, replay.OTHER_EPOCH, replay.EXPIRED, replay.TOO_MANY]),
+            "enum": sorted(replay.ResetReason),
         }
     },
     "required": ["reason"],

@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from .entry import Notice
+from .history import History
 from .ids import BadId, decode_id, encode_id
-from .model import Feed, InvalidInput, Notification, ReadState, notification_from
-from .store import Store, StoredMessage, StoreUnavailable
+from .model import Feed, InvalidInput, Notification, ReadState
+from .store import Store, StoreUnavailable
+from .timeline import Timeline
 
-PAGE = 256
+
+def page_of(
+    notices: Iterable[Notice], before_seq: int | None, limit: int
+) -> tuple[list[Notice], bool]:
+    """The first `limit` of `notices` (newest first) strictly older than `before_seq`,
+    and whether more are left."""
+    kept: list[Notice] = []
+    for notice in notices:
+        if before_seq is not None and notice.seq >= before_seq:
+            continue
+        if len(kept) == limit:
+            return kept, True
+        kept.append(notice)
+    return kept, False
+
+
+def _count_after(timeline: Timeline, seq: int, now_ns: int) -> int:
+    return sum(1 for n in timeline.notices(now_ns) if n.seq > seq)
+
+
+def _decoded(notice: Notice) -> Notification:
+    item: Notification = _notification_decoder.decode(notice.json)
+    return item
 
 
 class _Marker(msgspec.Struct):
@@ -20,6 +48,7 @@ class _Marker(msgspec.Struct):
 
 
 _marker_decoder = msgspec.json.Decoder(_Marker)
+_notification_decoder = msgspec.json.Decoder(Notification)
 
 
 def cursor_seq(value: str, epoch: str, field: str) -> int:
@@ -33,78 +62,47 @@ def cursor_seq(value: str, epoch: str, field: str) -> int:
     return cursor.seq
 
 
-def newest_first(
-    messages: list[StoredMessage], epoch: str, limit: int
-) -> tuple[list[Notification], bool]:
-    """The newest `limit` valid notifications among `messages` (oldest first), newest first,
-    and whether older valid ones were left out."""
-    # From the newest back, decoding only what the page needs (and one more to know).
-    kept: list[Notification] = []
-    for msg in reversed(messages):
-        try:
-            kept.append(notification_from(encode_id(epoch, msg.seq), msg.time_ns, msg.data))
-        except InvalidInput:
-            continue
-        if len(kept) > limit:
-            return kept[:limit], True
-    return kept, False
-
-
 class Feeds:
-    """Reads feeds and moves read markers."""
+    """Reads feeds (from the users' timelines) and moves read markers."""
 
-    def __init__(self, store: Store, markers: KeyValue) -> None:
+    def __init__(self, store: Store, history: History, markers: KeyValue) -> None:
         self._store = store
+        self._history = history
         self._markers = markers
 
     async def page(self, user: str, limit: int, before: str | None) -> Feed:
         """A page of `user`'s feed, strictly older than `before` when given."""
         epoch = self._store.epoch
         before_seq = cursor_seq(before, epoch, "before") if before is not None else None
-        # Both taken before the page is read: whatever is stored after them reaches a
-        # stream resumed from `cursor`, and what the page also holds the client de-duplicates.
-        _, position = await self._store.bounds()
-        newest = await self._store.last(user)
-        messages = await self._read_all(user, before_seq)
-        items, more = newest_first(messages, epoch, limit)
+        timeline = await self._history.current(user)
+        if not timeline.entries:
+            # The stream's position, taken before the user's timeline is read again:
+            # whatever is stored after it reaches a stream resumed from `cursor`.
+            _, position = await self._store.bounds()
+            timeline = await self._history.current(user)
+        now_ns = time.time_ns()
+        items, more = page_of(timeline.notices(now_ns), before_seq, limit)
+        newest = timeline.entries[-1].seq if timeline.entries else None
         marker = await self._marker(user)
         return Feed(
-            items=items,
+            items=[_decoded(n) for n in items],
             next_before=items[-1].id if more and items else None,
-            last_id=encode_id(epoch, newest.seq) if newest else None,
-            unread=await self._count_after(user, marker),
-            cursor=encode_id(epoch, newest.seq if newest else position),
+            last_id=encode_id(epoch, newest) if newest else None,
+            unread=_count_after(timeline, marker, now_ns),
+            cursor=encode_id(epoch, newest if newest else position),
         )
 
     async def mark_read(self, user: str, up_to: str) -> ReadState:
         """Mark everything of `user` up to and including `up_to` read; never moves back."""
         seq = cursor_seq(up_to, self._store.epoch, "$.up_to")
-        newest = await self._store.last(user)
+        timeline = await self._history.current(user)
         # A marker past the newest stored message would swallow notifications yet to come.
-        seq = min(seq, newest.seq if newest else 0)
+        seq = min(seq, timeline.entries[-1].seq if timeline.entries else 0)
         marker = await self._advance(user, seq)
         return ReadState(
             up_to=encode_id(self._store.epoch, marker) if marker else None,
-            unread=await self._count_after(user, marker),
+            unread=_count_after(timeline, marker, time.time_ns()),
         )
-
-    async def _read_all(self, user: str, before_seq: int | None) -> list[StoredMessage]:
-        # JetStream reads forward only; the per-user cap bounds how much this reads.
-        out: list[StoredMessage] = []
-        start = 1
-        while True:
-            batch = await self._store.read(user, start, PAGE)
-            for msg in batch.messages:
-                if before_seq is not None and msg.seq >= before_seq:
-                    return out
-                out.append(msg)
-            if batch.pending == 0 or not batch.messages:
-                return out
-            start = batch.messages[-1].seq + 1
-
-    async def _count_after(self, user: str, seq: int) -> int:
-        batch = await self._store.read(user, seq + 1, 1)
-        return len(batch.messages) + batch.pending
 
     async def _marker(self, user: str) -> int:
         try:

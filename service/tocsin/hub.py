@@ -1,32 +1,104 @@
-"""The process-wide live feed, and the registry of this process's open streams.
+"""This process's open streams, by user, and the fan-out of each user's live messages.
 
-One follower (an ordered consumer, see `follow`) per process carries every new
-notification; each is validated and encoded once, then handed to the local
-streams of its user and kept in the process's record of recent frames (`recent`).
+For every user with a stream open here (or closed within `--linger`), the hub holds
+the user's timeline (complete and current), and the broker's interest in the user.
+Each live message is checked against the timeline before it is applied: the stream
+republishes at most once, so a message whose predecessor on the same subject
+(`Nats-Last-Sequence`) is newer than what the timeline knows reveals a loss, and the
+gap is read from the store first (`History.catch_up`); later messages of that user
+wait for it, in order. A loss with no successor is found by the tail check: the
+newest sequence of every held user, asked of the store shortly after subscribing,
+after every NATS reconnect, and every minute.
+
+Every open stream registers its mailbox before it reads the timeline, so whatever the
+timeline gains afterwards is also queued for it; the stream drops what it already sent
+(`stream.run_stream`). The per-user cap holds across processes: a process that opens a
+stream asks the others holding the user for theirs (`signals.RollCall`) and evicts the
+oldest beyond the cap wherever it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from . import sse, telemetry
-from .follow import Delivery, Follower
-from .ids import encode_id
-from .model import InvalidInput, is_user_id, notification_from
-from .recent import RecentFrames
+from . import signals
+from .entry import Invalid, Notice, Stored, decode
+from .history import Backlog, History
+from .model import SUBJECT_PREFIX
+from .replay import Reset
+from .settings import Settings
+from .store import StoreUnavailable
+from .telemetry import NO_TELEMETRY, Telemetry
+from .timeline import Muted, Timeline, nothing_muted
 
-EVICTED = "evicted"
-SLOW_CLIENT = "slow_client"
-SHUTDOWN = "shutdown"
+log = logging.getLogger("tocsin.hub")
+
+
+class Closed(StrEnum):
+    """Why a stream ended (the `reason` of its closing log line and metric)."""
+
+    CLIENT_GONE = "client_gone"
+    EVICTED = "evicted"
+    SLOW_CLIENT = "slow_client"
+    SHUTDOWN = "shutdown"
+    TOKEN_EXPIRED = "token_expired"
+    STORE_UNAVAILABLE = "store_unavailable"
+
 
 # How long a stream told to end may take to notice before its writer is cancelled.
 ABORT_GRACE_SECONDS = 5.0
+# How long an opening stream waits for other processes to say which streams of the
+# user they hold (answers on loopback or a LAN take well under a millisecond).
+ROLL_CALL_SECONDS = 0.25
+# How soon after subscribing to a user the tail check looks (then every `--tail-check`).
+TAIL_SOON_SECONDS = 1.0
+
+# (sequence, frame, the entry it was made from); sequence 0: unsequenced (state frames)
+Item = tuple[int, bytes, Stored | None]
+
+
+class Interest(Protocol):
+    """What the hub needs of the broker (`broker.Broker`)."""
+
+    async def subscribe(self, user: str) -> None:
+        """Receive the user's live messages and signals."""
+
+    async def unsubscribe(self, user: str) -> None:
+        """Stop receiving them."""
+
+    async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
+        """Send a signal to every process holding the user."""
+
+    async def gather(self, user: str, data: bytes, window: float) -> list[Msg]:
+        """Send a signal and collect the answers that come within `window` seconds."""
+
+    async def answer(self, msg: Msg, data: bytes) -> None:
+        """Answer a signal."""
+
+
+class MutedKinds(Protocol):
+    """Where the hub reads a user's mute list (kinds and `prefix.*`) when it begins to
+    follow them."""
+
+    async def __call__(self, user: str) -> list[str]:
+        """The user's muted kinds."""
+
+
+class Newest(Protocol):
+    """Where the hub asks for each user's newest stored sequence (the tail check)."""
+
+    async def __call__(self, users: list[str]) -> dict[str, int]:
+        """The newest sequence of each user who has any."""
 
 
 class Connection:
@@ -36,6 +108,7 @@ class Connection:
         self.user = user
         self.id = conn_id
         self.opened = time.monotonic()
+        self.opened_ns = time.time_ns()
         self.closing: str | None = None
         self._capacity = capacity
         # Looked up once: on Python 3.11 each `get_running_loop()` makes a getpid() system
@@ -43,7 +116,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         # A plain list and a future made only while waiting: no Event, deque or
         # wait_for task per stream (memory per idle stream, a task per wake-up).
-        self._frames: list[tuple[int, bytes]] = []
+        self._items: list[Item] = []
         self._waiter: asyncio.Future[bool] | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._abort: asyncio.TimerHandle | None = None
@@ -58,22 +131,23 @@ class Connection:
         if self._abort is not None:
             self._abort.cancel()
 
-    def offer(self, seq: int, frame: bytes) -> None:
-        """Queue a frame; a full mailbox means the client is too slow and must resume later."""
+    def offer(self, seq: int, frame: bytes, entry: Stored | None) -> bool:
+        """Queue a frame; False when the mailbox was full: the client is too slow, and the
+        stream ends (it resumes from its last id)."""
         if self.closing is not None:
-            return
-        if len(self._frames) >= self._capacity:
-            telemetry.slow_client_dropped()
-            self.close(SLOW_CLIENT)
-            return
-        self._frames.append((seq, frame))
+            return True
+        if len(self._items) >= self._capacity:
+            self.close(Closed.SLOW_CLIENT)
+            return False
+        self._items.append((seq, frame, entry))
         self._notify()
+        return True
 
     def close(self, reason: str) -> None:
         """Ask the stream to end for `reason` (the first reason wins)."""
         if self.closing is None:
             self.closing = reason
-            self._frames.clear()
+            self._items.clear()
             if self._writer is not None:
                 # A stream blocked writing to a client that stopped reading never looks
                 # at `closing`; cancelling its writer makes Hypercorn drop the connection.
@@ -85,15 +159,15 @@ class Connection:
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
 
-    def take(self) -> list[tuple[int, bytes]]:
-        """Every queued (sequence, frame), oldest first, emptying the mailbox."""
-        frames = self._frames
-        self._frames = []
-        return frames
+    def take(self) -> list[Item]:
+        """Every queued (sequence, frame, entry), oldest first, emptying the mailbox."""
+        items = self._items
+        self._items = []
+        return items
 
     async def wait(self, timeout: float) -> bool:
         """Wait until something is queued or the stream must end; False on timeout."""
-        if self._frames or self.closing is not None:
+        if self._items or self.closing is not None:
             return True
         waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
@@ -110,94 +184,454 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A stream registered with the hub: its user's timeline, and whether the timeline
+    was in memory already (else it was read from the store now)."""
+
+    timeline: Timeline
+    from_memory: bool
+
+
+class _Held:
+    """A user this process holds: their open streams and their timeline as it follows."""
+
+    __slots__ = (
+        "busy",
+        "conns",
+        "from_memory",
+        "linger",
+        "listening",
+        "loading",
+        "muted",
+        "pending",
+        "timeline",
+    )
+
+    def __init__(self) -> None:
+        self.conns: list[Connection] = []
+        self.timeline: Timeline | None = None
+        self.from_memory = False
+        self.loading: asyncio.Future[None] | None = None
+        # Done once the broker's subscription to the user is in place.
+        self.listening: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Live messages that arrived while the timeline was being read: (seq, last, ns, msg)
+        self.pending: list[tuple[int, int, int, Msg]] = []
+        self.busy = False
+        self.linger: asyncio.TimerHandle | None = None
+        self.muted: Muted = nothing_muted
+
+
 class Hub:
-    """This process's live feed and its open streams, by user."""
+    """This process's open streams by user, and the live messages of the users it holds."""
 
     def __init__(
         self,
-        subject_prefix: str,
-        on_invalid: Callable[[int, str, str], None],
-        recent: RecentFrames | None = None,
+        settings: Settings,
+        *,
+        telemetry: Telemetry = NO_TELEMETRY,
+        on_invalid: Callable[[int, str, str], None] | None = None,
+        muted_kinds: MutedKinds | None = None,
     ) -> None:
-        self._prefix = subject_prefix
-        self._on_invalid = on_invalid
-        # Without a record, every replay reads the store.
-        self.recent = recent if recent is not None else RecentFrames(0, 0)
-        self._by_user: dict[str, list[Connection]] = {}
-        self.follower: Follower | None = None
-        self.epoch = ""
+        self._settings = settings
+        self._telemetry = telemetry
+        self._muted_kinds = muted_kinds
+        self._on_invalid = on_invalid or (lambda _seq, _user, _problem: None)
+        self.process = secrets.token_hex(8)
+        self._held: dict[str, _Held] = {}
+        self._history: History | None = None
+        self._broker: Interest | None = None
+        self._newest: Newest | None = None
+        self._tail_soon: set[str] = set()
+        self._tail_all = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._checker: asyncio.Task[None] | None = None
 
-    async def start(
-        self,
-        nc: Client,
-        stream: str,
-        epoch: str,
-        start_seq: int,
-    ) -> None:
-        """Follow everything stored from `start_seq` on."""
-        self.epoch = epoch
-        self.recent.restart(start_seq)
-        self.follower = Follower(nc, stream, self._prefix + "*", self._on_message)
-        await self.follower.start(start_seq)
+    # -- wiring ---------------------------------------------------------------------
 
-    async def stop(self) -> None:
-        """Stop following the stream."""
-        if self.follower is not None:
-            await self.follower.stop()
-            self.follower = None
+    def connect(self, history: History, broker: Interest, newest: Newest) -> None:
+        """Follow users through `broker`, reading what they missed from `history`."""
+        self._history, self._broker, self._newest = history, broker, newest
+        history.on_added = self._added
+        self._checker = asyncio.create_task(self._check_tails())
 
-    def register(self, conn: Connection, limit: int) -> None:
-        """Add an open stream; beyond `limit` per user the oldest is evicted."""
-        conns = self._by_user.setdefault(conn.user, [])
-        conns.append(conn)
-        while len(conns) > limit:
-            conns.pop(0).close(EVICTED)
-            telemetry.evicted()
+    async def disconnect(self) -> None:
+        """Stop following (the streams have been told to end)."""
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
+        for task in list(self._tasks):
+            task.cancel()
+        for held in self._held.values():
+            if held.linger is not None:
+                held.linger.cancel()
+        self._held.clear()
+        self._history = self._broker = self._newest = None
 
-    def unregister(self, conn: Connection) -> None:
-        """Forget a stream that has ended."""
-        conns = self._by_user.get(conn.user)
-        if conns is None:
-            return
-        if conn in conns:
-            conns.remove(conn)
-        if not conns:
-            del self._by_user[conn.user]
+    @property
+    def history(self) -> History:
+        """Where timelines are read from; StoreUnavailable before the hub is connected."""
+        if self._history is None:
+            raise StoreUnavailable("not connected to NATS")
+        return self._history
 
-    def close_all(self, reason: str) -> None:
-        """Ask every open stream to end."""
-        for conns in self._by_user.values():
-            for conn in conns:
-                conn.close(reason)
+    def interrupted(self) -> None:
+        """Live messages may have been lost (a NATS reconnect): check every held user."""
+        self._tail_all = True
 
     @property
     def open_streams(self) -> int:
         """How many streams this process holds open."""
-        return sum(len(conns) for conns in self._by_user.values())
+        return sum(len(held.conns) for held in self._held.values())
 
-    async def _on_message(self, msg: Msg, delivery: Delivery) -> None:
-        seq, time_ns = delivery.stream_seq, delivery.time_ns
-        user = msg.subject[len(self._prefix) :]
-        if not is_user_id(user):
-            self._on_invalid(seq, msg.subject, "$: the subject's user id is not valid")
-            self.recent.add(seq, None, b"", time_ns)
+    @property
+    def held_users(self) -> int:
+        """How many users this process follows (open streams, or lingering)."""
+        return len(self._held)
+
+    # -- streams --------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        """Add `conn` to its user's open streams, and begin following the user if this
+        process was not: whatever the user's timeline gains from now on is queued for it."""
+        user = conn.user
+        held = self._held.get(user)
+        if held is None:
+            held = self._held[user] = _Held()
+        if held.linger is not None:
+            held.linger.cancel()
+            held.linger = None
+        held.conns.append(conn)
+        while len(held.conns) > self._settings.max_conns_per_user:
+            held.conns.pop(0).close(Closed.EVICTED)
+            self._telemetry.evicted()
+        if held.timeline is None and held.loading is None:
+            held.loading = asyncio.ensure_future(self._follow(user, held))
+
+    async def listening(self, conn: Connection, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until the broker receives the user's live
+        messages: a stream that starts live says hello only then, so that whatever its
+        client publishes after the hello reaches it."""
+        held = self._held.get(conn.user)
+        if held is not None and not held.listening.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(held.listening), timeout)
+
+    async def open(self, conn: Connection) -> Opened:
+        """The timeline of a registered stream's user, once it is read and followed.
+
+        Raise StoreUnavailable when it cannot be read now (the stream is unregistered).
+        """
+        held = self._held.get(conn.user)
+        if held is None or conn not in held.conns:
+            raise StoreUnavailable("the stream was not registered")
+        in_memory = held.timeline is not None
+        if held.timeline is None:
+            if held.loading is None:
+                held.loading = asyncio.ensure_future(self._follow(conn.user, held))
+            loading = held.loading
+            try:
+                await asyncio.shield(loading)
+            except BaseException:
+                if loading.done() and held.loading is loading:
+                    held.loading = None
+                self.close(conn)
+                raise
+        timeline = held.timeline
+        assert timeline is not None
+        self._spawn(self._roll_call(conn))
+        return Opened(timeline, in_memory or held.from_memory)
+
+    def close(self, conn: Connection) -> None:
+        """Forget a stream that has ended; its user lingers a while before being let go."""
+        held = self._held.get(conn.user)
+        if held is None or conn not in held.conns:
             return
-        try:
-            item = notification_from(encode_id(self.epoch, seq), time_ns, msg.data)
-        except InvalidInput as err:
-            self._on_invalid(seq, msg.subject, f"{err.field}: {err.message}")
-            self.recent.add(seq, None, b"", time_ns)
+        held.conns.remove(conn)
+        if held.conns:
             return
-        conns = self._by_user.get(user)
-        telemetry.received()
-        if conns:
-            frame = telemetry.routed(sse.notification(item), msg, item.id, time_ns, len(conns))
-            for conn in conns:
-                conn.offer(seq, frame)
-        elif self.recent.capacity > 0:
-            frame = telemetry.replay_frame(
-                sse.notification(item), msg.subject, msg.headers or {}, item.id, time_ns
-            )
+        linger = self._settings.linger
+        if linger <= 0 or held.timeline is None:
+            self._let_go(conn.user, held)
         else:
+            loop = asyncio.get_running_loop()
+            held.linger = loop.call_later(linger, self._let_go, conn.user, held)
+
+    async def backlog(self, opened: Opened, after: int) -> Backlog | Reset:
+        """What a stream resuming after `after` is sent before it goes live. With
+        `--replay-cache 0` it is read afresh from the store, never from memory."""
+        timeline = opened.timeline
+        if not self.from_memory(opened):
+            timeline = self.history.new_timeline(timeline.user)
+            await self.history.catch_up(timeline)
+        return await self.history.backlog(timeline, after, self.muted(timeline.user))
+
+    def muted(self, user: str) -> Muted:
+        """The mute rule of a user this process holds (nothing muted for others)."""
+        held = self._held.get(user)
+        return held.muted if held is not None else nothing_muted
+
+    def set_muted(self, user: str, kinds: list[str]) -> None:
+        """A held user's mute list, as read with their state: applied from the next
+        message on."""
+        held = self._held.get(user)
+        if held is not None:
+            held.muted = muted_by(kinds)
+
+    def from_memory(self, opened: Opened) -> bool:
+        """Whether a resume of this stream is answered from memory (else from the store)."""
+        return opened.from_memory and self._settings.replay_cache > 0
+
+    def close_all(self, reason: str) -> None:
+        """Ask every open stream to end."""
+        for held in self._held.values():
+            for conn in held.conns:
+                conn.close(reason)
+
+    def _let_go(self, user: str, held: _Held) -> None:
+        if self._held.get(user) is not held or held.conns:
             return
-        self.recent.add(seq, user, frame, time_ns)
+        del self._held[user]
+        if held.loading is not None and not held.loading.done():
+            held.loading.cancel()
+        if self._history is not None and held.timeline is not None:
+            self._history.unpin(user)
+        if self._broker is not None:
+            self._spawn(self._broker.unsubscribe(user))
+
+    async def _follow(self, user: str, held: _Held) -> None:
+        """Subscribe to the user, then read their timeline (so that nothing stored after
+        the read is missed), then apply what arrived meanwhile."""
+        broker, history = self._broker, self._history
+        if broker is None or history is None:
+            raise StoreUnavailable("not connected to NATS")
+        try:
+            await broker.subscribe(user)
+        finally:
+            if not held.listening.done():
+                held.listening.set_result(None)
+        if self._muted_kinds is not None:
+            # Before anything is sent: a muted notification never goes out, not even once.
+            held.muted = muted_by(await self._muted_kinds(user))
+        timeline, in_memory = history.pin(user)
+        try:
+            await history.catch_up(timeline)
+        except BaseException:
+            history.unpin(user)
+            raise
+        held.timeline, held.from_memory = timeline, in_memory
+        self._tail_soon.add(user)
+        # What arrived live while the read was under way was stored after the subscription
+        # began, so after every stream now registered opened: the read has it too, but
+        # a stream that started live (no cursor) must still be sent it.
+        for seq, _, _, msg in held.pending:
+            if seq <= timeline.known_to and timeline.holds(seq):
+                entry = timeline.after(seq - 1)[0]
+                if isinstance(entry, Notice):
+                    self._received(user, held, entry, msg)
+                self._fan_out(held, timeline, entry)
+        self._drain(user, held)
+
+    # -- live messages --------------------------------------------------------------
+
+    def on_stored(self, user: str, seq: int, last_seq: int, time_ns: int, msg: Msg) -> None:
+        """A message stored for `user` (from the broker, in nats-py's read loop)."""
+        held = self._held.get(user)
+        if held is None:
+            return
+        if held.timeline is None or held.busy:
+            held.pending.append((seq, last_seq, time_ns, msg))
+            return
+        self._apply(user, held, held.timeline, seq, last_seq, time_ns, msg)
+
+    def _apply(
+        self,
+        user: str,
+        held: _Held,
+        timeline: Timeline,
+        seq: int,
+        last_seq: int,
+        time_ns: int,
+        msg: Msg,
+    ) -> None:
+        if seq <= timeline.known_to:
+            return
+        if last_seq > timeline.known_to:
+            # Its predecessor never arrived: read the gap first, this one after.
+            held.pending.append((seq, last_seq, time_ns, msg))
+            self._catch_up(user, held, "gap")
+            return
+        entry = decode(timeline.epoch, seq, time_ns, msg.headers, msg.data)
+        if isinstance(entry, Notice):
+            self._received(user, held, entry, msg)
+        elif isinstance(entry, Invalid):
+            self._on_invalid(seq, user, entry.problem)
+        timeline.append(entry, time.time_ns())
+        self._fan_out(held, timeline, entry)
+
+    def _received(self, user: str, held: _Held, notice: Notice, msg: Msg) -> None:
+        """A notification arrived live: counted, and traced from its producer's context."""
+        self._telemetry.received()
+        if held.conns:
+            subject = SUBJECT_PREFIX + user
+            notice.trace = self._telemetry.routed(subject, msg, notice.id, len(held.conns))
+        elif msg.headers:
+            notice.trace = self._telemetry.keep(msg.headers)
+
+    def _fan_out(self, held: _Held, timeline: Timeline, entry: Stored) -> None:
+        frame = timeline.frame(entry, entry.seq - 1, time.time_ns(), held.muted)
+        if not frame:
+            return
+        for conn in held.conns:
+            if not conn.offer(entry.seq, frame, entry):
+                self._telemetry.slow_client_dropped()
+
+    def _drain(self, user: str, held: _Held) -> None:
+        """Apply the live messages that waited, in order, unless one reveals a new gap."""
+        pending, held.pending = held.pending, []
+        for index, (seq, last_seq, time_ns, msg) in enumerate(pending):
+            if held.busy or held.timeline is None:
+                held.pending = pending[index:] + held.pending
+                return
+            self._apply(user, held, held.timeline, seq, last_seq, time_ns, msg)
+
+    def _catch_up(self, user: str, held: _Held, why: str) -> None:
+        if held.busy or held.timeline is None:
+            return
+        held.busy = True
+        self._spawn(self._read_missed(user, held, held.timeline, why))
+
+    async def _read_missed(self, user: str, held: _Held, timeline: Timeline, why: str) -> None:
+        try:
+            added = await self.history.catch_up(timeline)
+            if added:
+                log.info(
+                    "read live messages the broker missed",
+                    extra={"fields": {"user": user, "count": len(added), "why": why}},
+                )
+        except StoreUnavailable as err:
+            # What waits stays queued: the next message or tail check tries again.
+            log.warning(
+                "could not read missed messages yet",
+                extra={"fields": {"user": user, "error": str(err)}},
+            )
+        finally:
+            held.busy = False
+        if self._held.get(user) is held and held.pending:
+            self._drain(user, held)
+
+    def _added(self, timeline: Timeline, entries: list[Stored]) -> None:
+        """A read of the store added `entries` to `timeline` (whoever asked for it: a gap,
+        a tail check, a feed): a held user's streams are sent them as live."""
+        held = self._held.get(timeline.user)
+        if held is None or held.timeline is not timeline:
+            return
+        for entry in entries:
+            if isinstance(entry, Invalid):
+                self._on_invalid(entry.seq, timeline.user, entry.problem)
+            self._fan_out(held, timeline, entry)
+
+    async def _check_tails(self) -> None:
+        """Find live messages lost with no successor: compare each held user's newest
+        stored sequence with what their timeline knows."""
+        last_all = time.monotonic()
+        while True:
+            await asyncio.sleep(min(TAIL_SOON_SECONDS, self._settings.tail_check))
+            if time.monotonic() - last_all >= self._settings.tail_check:
+                self._tail_all = True
+            if self._tail_all:
+                users, self._tail_all, last_all = list(self._held), False, time.monotonic()
+                self._tail_soon.clear()
+            else:
+                users, self._tail_soon = list(self._tail_soon), set()
+            if users and self._newest is not None:
+                await self._check(users)
+
+    async def _check(self, users: list[str]) -> None:
+        assert self._newest is not None
+        try:
+            newest = await self._newest(users)
+        except StoreUnavailable as err:
+            log.warning("tail check failed", extra={"fields": {"error": str(err)}})
+            self._tail_soon.update(users)
+            return
+        for user, seq in newest.items():
+            held = self._held.get(user)
+            if held is not None and held.timeline is not None and seq > held.timeline.known_to:
+                self._catch_up(user, held, "tail")
+
+    # -- signals --------------------------------------------------------------------
+
+    async def reach(self, user: str, signal: signals.Signal) -> None:
+        """Send `signal` to every process holding `user`, this one included."""
+        if self._broker is None:
+            raise StoreUnavailable("not connected to NATS")
+        await self._broker.signal(user, signals.encode(signal))
+
+    def on_signal(self, user: str, msg: Msg) -> None:
+        """A signal about `user` (from the broker, in nats-py's read loop)."""
+        signal = signals.decode(msg.data)
+        held = self._held.get(user)
+        if signal is None or held is None:
+            return
+        if isinstance(signal, signals.RollCall):
+            if signal.process != self.process and held.conns and self._broker is not None:
+                present = signals.Present(self.process, [(c.id, c.opened_ns) for c in held.conns])
+                self._spawn(self._broker.answer(msg, signals.encode(present)))
+        elif isinstance(signal, signals.Evict):
+            for conn in list(held.conns):
+                if conn.id in signal.conns:
+                    conn.close(Closed.EVICTED)
+                    self._telemetry.evicted()
+        elif isinstance(signal, signals.Frame):
+            if signal.muted_kinds is not None:
+                held.muted = muted_by(signal.muted_kinds)
+            for conn in held.conns:
+                conn.offer(0, signal.frame, None)
+
+    async def _roll_call(self, conn: Connection) -> None:
+        """Evict the user's oldest streams beyond the cap, on whichever process."""
+        broker = self._broker
+        held = self._held.get(conn.user)
+        if broker is None or held is None or conn.closing is not None:
+            return
+        call = signals.RollCall(self.process, conn.id, conn.opened_ns)
+        answers = await broker.gather(conn.user, signals.encode(call), ROLL_CALL_SECONDS)
+        streams = [(c.opened_ns, c.id) for c in held.conns]
+        for answer in answers:
+            present = signals.decode(answer.data)
+            if isinstance(present, signals.Present) and present.process != self.process:
+                streams += [(opened_ns, conn_id) for conn_id, opened_ns in present.conns]
+        excess = len(streams) - self._settings.max_conns_per_user
+        if excess <= 0:
+            return
+        evict = [conn_id for _, conn_id in sorted(streams)[:excess]]
+        await broker.signal(conn.user, signals.encode(signals.Evict(evict)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning(
+                "hub task failed",
+                extra={"fields": {"error": str(error) or type(error).__name__}},
+            )
+
+
+def muted_by(kinds: list[str]) -> Muted:
+    """The mute rule of a list of kinds and `prefix.*` entries."""
+    if not kinds:
+        return nothing_muted
+    exact = frozenset(k for k in kinds if not k.endswith(".*"))
+    prefixes = tuple(k[:-1] for k in kinds if k.endswith(".*"))
+
+    def muted(kind: str) -> bool:
+        return kind in exact or kind.startswith(prefixes)
+
+    return muted

@@ -12,12 +12,17 @@ import msgspec
 # `(?!\n)` makes msgspec refuse "abc\n" too, and changes nothing for ECMA.
 # A user's notifications live on `tocsin.user.<user_id>` (contract §3).
 SUBJECT_PREFIX = "tocsin.user."
+# The stream republishes each stored message to `tocsin.live.<user_id>.stored`, and tocsin
+# processes signal each other about a user on `tocsin.live.<user_id>.signal` (broker.py).
+LIVE_PREFIX = "tocsin.live."
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$(?!\n)"
 KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$(?!\n)"
+KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$(?!\n)"
 META_MAX_BYTES = 4096
 MAX_RECIPIENTS = 1000
 
 _USER_ID_RE = re.compile(USER_ID_PATTERN)
+_KEY_RE = re.compile(KEY_PATTERN)
 T = TypeVar("T")
 
 UserId = Annotated[
@@ -56,6 +61,22 @@ CreatedAt = Annotated[
     datetime,
     msgspec.Meta(tz=True, description="RFC 3339 UTC timestamp."),
 ]
+Key = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=KEY_PATTERN,
+        description="The producer's own name for a notification: a user has at most one "
+        "live notification per key, and publishing again with it replaces that one.",
+    ),
+]
+ExpiresAt = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 UTC timestamp after which the notification is no longer "
+        "listed, replayed or counted.",
+    ),
+]
 NotificationId = Annotated[
     str,
     msgspec.Meta(
@@ -75,6 +96,8 @@ class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     actor_id: ActorId | None = None
     created_at: CreatedAt | None = None
     meta: Meta = msgspec.field(default_factory=dict)
+    key: Key | None = None
+    expires_at: ExpiresAt | None = None
 
 
 class PublishRequest(NotificationBody, forbid_unknown_fields=True, kw_only=True):
@@ -98,8 +121,9 @@ Timestamp = Annotated[
 ]
 
 
-class Notification(msgspec.Struct, kw_only=True):
-    """A notification as subscribers see it (contract §2)."""
+class Notification(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A notification as subscribers see it (contract §2); `key` and `expires_at` only
+    when its producer gave them."""
 
     id: NotificationId
     kind: Kind
@@ -108,6 +132,8 @@ class Notification(msgspec.Struct, kw_only=True):
     created_at: Timestamp
     text: Text
     meta: Meta
+    key: Key | None = None
+    expires_at: Timestamp | None = None
 
 
 class PublishAccepted(msgspec.Struct):
@@ -165,6 +191,11 @@ def is_user_id(value: str) -> bool:
     return _USER_ID_RE.fullmatch(value) is not None
 
 
+def is_key(value: str) -> bool:
+    """Whether `value` is a valid notification key."""
+    return _KEY_RE.fullmatch(value) is not None
+
+
 _body_decoder = msgspec.json.Decoder(NotificationBody)
 _publish_decoder = msgspec.json.Decoder(PublishRequest)
 _read_decoder = msgspec.json.Decoder(ReadRequest)
@@ -190,25 +221,34 @@ def decode_json(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
         raise InvalidInput(f"Body is not valid JSON: {error}", "$") from None
 
 
-def _check_common(created_at: datetime | None, meta: dict[str, Any]) -> None:
-    if created_at is not None and created_at.utcoffset() != timedelta(0):
+def _check_common(body: NotificationBody) -> None:
+    if body.created_at is not None and body.created_at.utcoffset() != timedelta(0):
         raise InvalidInput("created_at must be in UTC", "$.created_at")
-    if len(_encoder.encode(meta)) > META_MAX_BYTES:
+    if body.expires_at is not None and body.expires_at.utcoffset() != timedelta(0):
+        raise InvalidInput("expires_at must be in UTC", "$.expires_at")
+    if len(_encoder.encode(body.meta)) > META_MAX_BYTES:
         raise InvalidInput(f"meta is larger than {META_MAX_BYTES} bytes encoded", "$.meta")
 
 
 def decode_body(data: bytes) -> NotificationBody:
     """Validate a producer's notification body; raise `InvalidInput` naming the field."""
     body: NotificationBody = decode_json(_body_decoder, data)
-    _check_common(body.created_at, body.meta)
+    _check_common(body)
     return body
 
 
 def decode_publish_request(data: bytes) -> PublishRequest:
     """Validate a `POST /notifications` body; raise `InvalidInput` naming the field."""
     request: PublishRequest = decode_json(_publish_decoder, data)
-    _check_common(request.created_at, request.meta)
+    _check_common(request)
+    check_expiry(request.expires_at, datetime.now(UTC))
     return request
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """A publisher's `expires_at` must lie in the future; raise `InvalidInput` if not."""
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput("expires_at must be in the future", "$.expires_at")
 
 
 def decode_read_request(data: bytes) -> ReadRequest:
@@ -247,6 +287,8 @@ def notification_from(notification_id: str, time_ns: int, data: bytes) -> Notifi
         created_at=rfc3339(body.created_at or stored_time(time_ns)),
         text=body.text,
         meta=body.meta,
+        key=body.key,
+        expires_at=rfc3339(body.expires_at) if body.expires_at is not None else None,
     )
 
 

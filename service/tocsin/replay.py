@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .ids import BadId, decode_id
 
@@ -23,15 +24,19 @@ class Resume:
 class Reset:
     """Tell the client to refetch its feed (`reason` says why), then go live."""
 
-    reason: str
+    reason: ResetReason
 
 
 Plan = Live | Resume | Reset
 
-MALFORMED = "malformed_id"
-OTHER_EPOCH = "unknown_epoch"
-EXPIRED = "expired"
-TOO_MANY = "too_many"
+
+class ResetReason(StrEnum):
+    """Why a stream sent `event: reset` (the `reason` of its data)."""
+
+    MALFORMED = "malformed_id"
+    OTHER_EPOCH = "unknown_epoch"
+    EXPIRED = "expired"
+    TOO_MANY = "too_many"
 
 
 def plan_resume(last_event_id: str | None, epoch: str) -> Plan:
@@ -41,9 +46,9 @@ def plan_resume(last_event_id: str | None, epoch: str) -> Plan:
     try:
         cursor = decode_id(last_event_id)
     except BadId:
-        return Reset(MALFORMED)
+        return Reset(ResetReason.MALFORMED)
     if cursor.epoch != epoch:
-        return Reset(OTHER_EPOCH)
+        return Reset(ResetReason.OTHER_EPOCH)
     return Resume(cursor.seq)
 
 
@@ -55,6 +60,7 @@ def check_backlog(
     replay_max: int,
     stream_first: int,
     per_user_max: int,
+    shown: int | None = None,
 ) -> Reset | None:
     """Judge the first read from `after`: can everything of the user after it be replayed?
 
@@ -67,7 +73,7 @@ def check_backlog(
     the cap after it (else the cap may have trimmed some).
     """
     if not own and not (stream_first <= after + 1 and backlog < per_user_max):
-        return Reset(EXPIRED)
+        return Reset(ResetReason.EXPIRED)
     if backlog > replay_max:
-        return Reset(TOO_MANY)
+        return Reset(ResetReason.TOO_MANY)
     return None

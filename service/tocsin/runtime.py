@@ -1,4 +1,4 @@
-"""The NATS side of one tocsin process: connect, set up the stream, follow it, and stop."""
+"""The NATS side of one tocsin process: connect, set up the stream, follow users, and stop."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 
+from .broker import Broker
 from .feed import Feeds
-from .hub import SHUTDOWN, Hub
+from .history import History
+from .hub import Closed, Hub
 from .model import SUBJECT_PREFIX
 from .publisher import Publisher
-from .recent import RecentFrames
 from .settings import Settings
 from .store import Store, connect
+from .telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("tocsin.runtime")
 
@@ -27,6 +29,8 @@ class Parts:
 
     nc: Client
     store: Store
+    history: History
+    broker: Broker
     feeds: Feeds
     publisher: Publisher
 
@@ -34,10 +38,10 @@ class Parts:
 class Runtime:
     """Keeps this process connected to NATS and its live feed running."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.settings = settings
-        recent = RecentFrames(settings.replay_cache, int(settings.retention * 1e9))
-        self.hub = Hub(SUBJECT_PREFIX, self._invalid, recent)
+        self.telemetry = telemetry
+        self.hub = Hub(settings, telemetry=telemetry, on_invalid=self._invalid)
         self.parts: Parts | None = None
         self.invalid_messages = 0
         self._task: asyncio.Task[None] | None = None
@@ -45,12 +49,12 @@ class Runtime:
 
     @property
     def kept_notifications(self) -> int:
-        """Notifications kept in memory to answer resumes (`--replay-cache`)."""
-        return len(self.hub.recent)
+        """Stored messages kept in memory, in the timelines of held and recent users."""
+        return self.parts.history.kept if self.parts is not None else 0
 
     @property
     def ready(self) -> bool:
-        """Connected to NATS with the stream set up and followed."""
+        """Connected to NATS with the stream set up."""
         return self.parts is not None and self.parts.nc.is_connected
 
     async def start(self) -> None:
@@ -60,11 +64,12 @@ class Runtime:
     async def stop(self) -> None:
         """Close every stream, stop following, and leave NATS."""
         self._stopping = True
-        self.hub.close_all(SHUTDOWN)
+        self.hub.close_all(Closed.SHUTDOWN)
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        await self.hub.stop()
+        await self.hub.disconnect()
         if self.parts is not None:
+            await self.parts.broker.close()
             await self.parts.store.close()
             await self.parts.nc.drain()
             self.parts = None
@@ -88,15 +93,19 @@ class Runtime:
             store = Store(nc, self.settings)
             await store.ensure()
             markers = await store.js.key_value(self.settings.read_bucket)
-            _, last_seq = await store.bounds()
-            await self.hub.start(nc, self.settings.stream, store.epoch, last_seq + 1)
+            history = History(store, self.settings, self.telemetry)
+            broker = Broker(nc, on_stored=self.hub.on_stored, on_signal=self.hub.on_signal)
+            await broker.start()
         except BaseException:
             await nc.close()
             raise
+        self.hub.connect(history, broker, store.last_sequences)
         return Parts(
             nc=nc,
             store=store,
-            feeds=Feeds(store, markers),
+            history=history,
+            broker=broker,
+            feeds=Feeds(store, history, markers),
             publisher=Publisher(store.js, self.settings.stream, store.epoch),
         )
 
@@ -104,19 +113,14 @@ class Runtime:
         if self._stopping:
             return
         log.warning("NATS connection %s", "restored" if connected else "lost")
-        if connected and self.hub.follower is not None:
-            # The server may have restarted and forgotten the consumer: follow anew from
-            # the next sequence this process needs.
-            try:
-                await self.hub.follower.reset("reconnected")
-            except Exception as err:
-                log.warning(
-                    "could not follow the stream yet", extra={"fields": {"error": str(err)}}
-                )
+        if connected:
+            # Live messages are at most once: whatever was republished while this process
+            # was away is found by checking every held user's newest sequence.
+            self.hub.interrupted()
 
-    def _invalid(self, seq: int, subject: str, problem: str) -> None:
+    def _invalid(self, seq: int, user: str, problem: str) -> None:
         self.invalid_messages += 1
         log.warning(
             "invalid notification skipped",
-            extra={"fields": {"seq": seq, "subject": subject, "problem": problem}},
+            extra={"fields": {"seq": seq, "subject": SUBJECT_PREFIX + user, "problem": problem}},
         )

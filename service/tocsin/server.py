@@ -20,7 +20,7 @@ from . import telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .embedded import EmbeddedNats, die_with_parent
-from .hub import SHUTDOWN
+from .hub import Closed
 from .logs import redact_url
 from .runtime import Runtime
 from .settings import Settings
@@ -89,7 +89,7 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
     # still in flight age into the oldest generation, and the full collections that follow
     # walk every open stream's objects, stalling all streams for 50-400 ms (docs/benchmarks.md).
     gc.set_threshold(50_000, 20, 10)
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, telemetry.OtelTelemetry())
     app = create_app(settings, runtime, verifier)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
@@ -111,7 +111,7 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
         await stop.wait()
         log.info("shutting down", extra={"fields": {"open_streams": runtime.hub.open_streams}})
         # Ending the streams first lets Hypercorn's graceful wait finish (hypercorn#308).
-        runtime.hub.close_all(SHUTDOWN)
+        runtime.hub.close_all(Closed.SHUTDOWN)
 
     sockets = config.create_sockets()
     for sock in sockets.insecure_sockets:

@@ -36,6 +36,8 @@ class Settings:
     max_conns_per_user: int = 5
     replay_max: int = 500
     replay_cache: int = 150_000
+    linger: float = 30.0
+    tail_check: float = 60.0
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwks_url: str | None = None

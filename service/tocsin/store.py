@@ -18,16 +18,19 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, StorageType, StreamConfig
 
 from .ids import epoch_of
-from .model import SUBJECT_PREFIX
+from .model import LIVE_PREFIX, SUBJECT_PREFIX
 from .settings import Settings
 
 log = logging.getLogger("tocsin.store")
 
 STATUS = "Status"
 CONCURRENT_READS = 64
+READ_TIMEOUT = 5.0
+# nats-server answers a multi_last direct get for at most 1,024 subjects.
+MULTI_LAST_MAX = 1000
 # The server's reply to an over-eager stream creation by a concurrent process.
 _STREAM_NAME_IN_USE = 10058
 
@@ -80,6 +83,12 @@ def stream_config(settings: Settings) -> StreamConfig:
         duplicate_window=settings.duplicate_window,
         num_replicas=settings.replicas,
         allow_direct=True,
+        # Live delivery by interest (broker.py): each stored message also goes, as a core
+        # message with its sequence and the previous one of its subject, to
+        # `tocsin.live.<user_id>.stored`, which only processes holding that user receive.
+        republish=RePublish(src=SUBJECT_PREFIX + "*", dest=LIVE_PREFIX + "{{wildcard(1)}}.stored"),
+        # Per-message TTLs (`Nats-TTL`) for notifications with an `expires_at`.
+        allow_msg_ttl=True,
     )
 
 
@@ -203,7 +212,9 @@ class Store:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
         return int(info.state.first_seq), int(info.state.last_seq)
 
-    async def read(self, user: str, start_seq: int, batch: int, timeout: float = 5.0) -> Batch:
+    async def read(
+        self, user: str, start_seq: int, batch: int, timeout: float = READ_TIMEOUT
+    ) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
         request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}
         async with self._reads:
@@ -226,8 +237,29 @@ class Store:
             raise StoreUnavailable(f"direct get answered status {status}")
         return _stored(reply)
 
+    async def last_sequences(self, users: list[str], timeout: float = 5.0) -> dict[str, int]:
+        """The newest sequence of each of `users` who has any message (multi_last direct
+        gets; any replica may answer)."""
+        newest: dict[str, int] = {}
+        for start in range(0, len(users), MULTI_LAST_MAX):
+            chunk = users[start : start + MULTI_LAST_MAX]
+            request = {"multi_last": [self.subject(u) for u in chunk], "batch": len(chunk)}
+            async with self._reads:
+                replies = await self._direct(request, timeout, batch=True)
+            for reply in replies:
+                headers = reply.headers or {}
+                status = headers.get(STATUS)
+                if status in ("204", "404"):
+                    continue
+                if status is not None:
+                    raise StoreUnavailable(f"direct get answered status {status}")
+                newest[headers["Nats-Subject"][len(SUBJECT_PREFIX) :]] = int(
+                    headers["Nats-Sequence"]
+                )
+        return newest
+
     async def from_leader(
-        self, user: str, *, after: int | None = None, timeout: float = 5.0
+        self, user: str, *, after: int | None = None, timeout: float = READ_TIMEOUT
     ) -> StoredMessage | None:
         """The user's newest message, or with `after` the first one past it, as the stream
         leader has it: one message per request, but never from a replica that lags."""

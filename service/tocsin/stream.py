@@ -1,25 +1,29 @@
-"""One SSE connection: replay from the client's cursor, hand over to live, keep it alive."""
+"""One SSE connection: hello, the replay or reset, then live frames and pings."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-from . import sse, telemetry
-from .hub import EVICTED, SHUTDOWN, Connection, Hub
-from .ids import encode_id
-from .model import InvalidInput, notification_from
-from .recent import Backlog
-from .replay import Live, Plan, Reset, Resume, check_backlog
+from . import sse
+from .hub import Closed, Connection, Hub, Item, Opened
+from .model import SUBJECT_PREFIX
+from .replay import Live, Plan, Reset, Resume
 from .settings import Settings
-from .store import Store, StoredMessage, StoreUnavailable
+from .store import StoreUnavailable
+from .telemetry import LIVE, MEMORY, NO_TELEMETRY, REPLAY, STORE, Telemetry
 
 REPLAY_PAGE = 256
-TOKEN_EXPIRED = "token_expired"
-STORE_UNAVAILABLE = "store_unavailable"
-CLIENT_GONE = "client_gone"
+# How long the hello may wait for the first subscription to the user (one NATS round
+# trip, normally well under a millisecond) before it goes out anyway.
+HELLO_WAIT_SECONDS = 0.5
+
+
+# The state frame a stream sends right after its hello (contract §9), given its user's
+# timeline as the hub has it; None: send none.
+StateFrame = Callable[[Opened], Awaitable[bytes | None]]
 
 
 @dataclass(slots=True)
@@ -29,7 +33,7 @@ class StreamStats:
     sent: int = 0
     replayed: int = 0
     reset: str | None = None
-    reason: str = CLIENT_GONE
+    reason: str = Closed.CLIENT_GONE
 
 
 class _Ended(Exception):
@@ -40,216 +44,107 @@ async def run_stream(
     conn: Connection,
     plan: Plan,
     *,
-    store: Store,
     hub: Hub,
     settings: Settings,
     expires_at: float | None,
     stats: StreamStats,
+    telemetry: Telemetry = NO_TELEMETRY,
+    state_frame: StateFrame | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: hello, the replay or reset, then live frames and pings.
 
-    `conn` is registered with the hub before this starts, so everything stored
-    after the replay's reads is already queued; frames at or below the last
-    sequence sent are dropped, which makes the handover gap- and duplicate-free.
+    `conn` is registered with the hub before the hello, and before anything of the
+    user's timeline is read for it, so everything the timeline gains afterwards is also
+    queued; frames at or below the last sequence sent are dropped, which makes the
+    handover gap- and duplicate-free.
     """
     writer = asyncio.current_task()
     if writer is not None:
         conn.attach(writer)
-    yield sse.hello(settings.retry_ms)
+    subject = SUBJECT_PREFIX + conn.user
     # The client holds everything up to its cursor: nothing at or below it may go out again.
     last_sent = plan.after if isinstance(plan, Resume) else 0
+    hub.register(conn)
     try:
+        await hub.listening(conn, HELLO_WAIT_SECONDS)
+        yield sse.hello(settings.retry_ms)
+        try:
+            opened = await hub.open(conn)
+        except StoreUnavailable:
+            raise _Ended(Closed.STORE_UNAVAILABLE) from None
+        if state_frame is not None:
+            frame = await state_frame(opened)
+            if frame is not None:
+                yield frame
         if isinstance(plan, Reset):
-            yield _reset(plan, stats)
+            yield _reset(plan, stats, telemetry)
         elif isinstance(plan, Resume):
-            # Registered before this look: whatever the record lacks is already queued live.
-            limit = max(settings.replay_max, settings.per_user_max)
-            recent = hub.recent.backlog(conn.user, plan.after, limit, time.time_ns())
-            if recent is None:
-                telemetry.replay(telemetry.STORE)
-                replay = _replay(conn, plan.after, store, settings, stats)
+            telemetry.replay(MEMORY if hub.from_memory(opened) else STORE)
+            try:
+                backlog = await hub.backlog(opened, plan.after)
+            except StoreUnavailable:
+                raise _Ended(Closed.STORE_UNAVAILABLE) from None
+            if isinstance(backlog, Reset):
+                yield _reset(backlog, stats, telemetry)
             else:
-                telemetry.replay(telemetry.MEMORY)
-                replay = _replay_recent(conn, plan.after, recent, settings, stats)
-            async for seq, chunk in replay:
-                last_sent = max(last_sent, seq)
-                yield chunk
+                frames = backlog.frames
+                for start in range(0, len(frames), REPLAY_PAGE):
+                    page = frames[start : start + REPLAY_PAGE]
+                    started = time.time_ns()
+                    yield b"".join(frame for _, frame, _ in page)
+                    last_sent = max(last_sent, page[-1][0])
+                    stats.sent += len(page)
+                    stats.replayed += len(page)
+                    telemetry.written(page, REPLAY, conn.id, subject, started)
         else:
             assert isinstance(plan, Live)
         while True:
             if conn.closing is not None:
                 raise _Ended(conn.closing)
-            frames = conn.take()
-            # Compared one by one: a restarted live feed can queue old sequences after new ones.
-            fresh = []
-            for seq, frame in frames:
-                if seq > last_sent:
-                    fresh.append(frame)
-                    last_sent = seq
+            items = conn.take()
+            # Compared one by one: what the mailbox got while the replay was read may
+            # overlap it. Sequence 0 is a frame outside the sequence (state).
+            fresh: list[Item] = []
+            for item in items:
+                seq = item[0]
+                if seq == 0 or seq > last_sent:
+                    fresh.append(item)
+                    last_sent = max(last_sent, seq)
             if fresh:
                 stats.sent += len(fresh)
-                delivery = telemetry.delivery(fresh, telemetry.LIVE, conn.id)
-                yield b"".join(fresh)
-                delivery.written()
+                started = time.time_ns()
+                yield b"".join(frame for _, frame, _ in fresh)
+                telemetry.written(fresh, LIVE, conn.id, subject, started)
                 continue
-            if frames:
+            if items:
                 continue
             wait = settings.heartbeat
             if expires_at is not None:
                 wait = min(wait, expires_at - time.time())
                 if wait <= 0:
-                    raise _Ended(TOKEN_EXPIRED)
+                    raise _Ended(Closed.TOKEN_EXPIRED)
             if not await conn.wait(wait) and conn.closing is None:
                 if expires_at is not None and time.time() >= expires_at:
-                    raise _Ended(TOKEN_EXPIRED)
+                    raise _Ended(Closed.TOKEN_EXPIRED)
                 yield sse.PING
     except _Ended as ended:
         stats.reason = str(ended)
-        if stats.reason == EVICTED:
+        if stats.reason == Closed.EVICTED:
             yield sse.evicted("max_connections")
-        elif stats.reason == SHUTDOWN:
+        elif stats.reason == Closed.SHUTDOWN:
             yield sse.retry(settings.shutdown_retry_ms)
-        elif stats.reason == STORE_UNAVAILABLE:
+        elif stats.reason == Closed.STORE_UNAVAILABLE:
             yield sse.retry(settings.retry_ms)
     finally:
         # A stream cut off while stuck in a write ends by cancellation, not by `_Ended`.
         if conn.closing is not None:
             stats.reason = conn.closing
         conn.detach()
-        hub.unregister(conn)
+        hub.close(conn)
 
 
-async def _stream_first(store: Store) -> int:
-    try:
-        first, _ = await store.bounds()
-    except StoreUnavailable:
-        raise _Ended(STORE_UNAVAILABLE) from None
-    return first
-
-
-async def _from_leader(store: Store, user: str, after: int | None) -> StoredMessage | None:
-    try:
-        return await store.from_leader(user, after=after)
-    except StoreUnavailable:
-        raise _Ended(STORE_UNAVAILABLE) from None
-
-
-def _frames(
-    messages: list[StoredMessage], epoch: str, conn: Connection, stats: StreamStats
-) -> tuple[bytes, telemetry.Delivery] | None:
-    """The frames of the valid notifications among `messages`, joined, and their delivery."""
-    frames = []
-    for msg in messages:
-        try:
-            item = notification_from(encode_id(epoch, msg.seq), msg.time_ns, msg.data)
-        except InvalidInput:
-            continue
-        frames.append(
-            telemetry.replay_frame(
-                sse.notification(item), msg.subject, msg.headers, item.id, msg.time_ns
-            )
-        )
-    if not frames:
-        return None
-    return _page(frames, conn, stats)
-
-
-def _page(
-    frames: list[bytes], conn: Connection, stats: StreamStats
-) -> tuple[bytes, telemetry.Delivery]:
-    """Replayed `frames` joined for one write, and their delivery."""
-    stats.sent += len(frames)
-    stats.replayed += len(frames)
-    return b"".join(frames), telemetry.delivery(frames, telemetry.REPLAY, conn.id)
-
-
-def _judge(
-    after: int, own: bool, backlog: int, stream_first: int, settings: Settings
-) -> Reset | None:
-    return check_backlog(
-        after,
-        own=own,
-        backlog=backlog,
-        replay_max=settings.replay_max,
-        stream_first=stream_first,
-        per_user_max=settings.per_user_max,
-    )
-
-
-def _reset(reset: Reset, stats: StreamStats) -> bytes:
+def _reset(reset: Reset, stats: StreamStats, telemetry: Telemetry) -> bytes:
     """The reset frame, counted and noted for the stream's closing log line."""
     stats.reset = reset.reason
     telemetry.reset(reset.reason)
     return sse.reset(reset.reason)
-
-
-async def _replay_recent(
-    conn: Connection, after: int, backlog: Backlog, settings: Settings, stats: StreamStats
-) -> AsyncIterator[tuple[int, bytes]]:
-    """(last sequence, frames) of the user's backlog as this process's live feed kept it.
-
-    Judged as a read of the store would be: the store keeps only the newest
-    `per_user_max` of a user, so a backlog that long means the store has dropped
-    the message at `after`, even if the record still holds it.
-    """
-    own = backlog.own and backlog.count < settings.per_user_max
-    reset = _judge(after, own, backlog.count, backlog.covered_from, settings)
-    if reset is not None:
-        yield 0, _reset(reset, stats)
-        return
-    for start in range(0, len(backlog.frames), REPLAY_PAGE):
-        page = backlog.frames[start : start + REPLAY_PAGE]
-        chunk, delivery = _page([frame for _, frame in page], conn, stats)
-        yield page[-1][0], chunk
-        delivery.written()
-
-
-async def _replay(
-    conn: Connection, after: int, store: Store, settings: Settings, stats: StreamStats
-) -> AsyncIterator[tuple[int, bytes]]:
-    """(last sequence, frames) of everything stored for the user after `after`, page by page.
-
-    The first read starts at `after` itself: finding the client's own message
-    proves nothing after it has been removed (see `check_backlog`). The pages are
-    direct gets, which a replica that lags may answer with less than is stored; the
-    leader then says where the user's messages really end, and whatever the pages
-    missed is read from it.
-    """
-    start, first, last = after, True, after
-    while True:
-        try:
-            batch = await store.read(conn.user, start, REPLAY_PAGE)
-        except StoreUnavailable:
-            raise _Ended(STORE_UNAVAILABLE) from None
-        messages = batch.messages
-        if first:
-            first = False
-            own = bool(messages) and messages[0].seq == after
-            if own:
-                messages = messages[1:]
-            stream_first = 0 if own else await _stream_first(store)
-            reset = _judge(after, own, len(messages) + batch.pending, stream_first, settings)
-            if reset is not None:
-                yield 0, _reset(reset, stats)
-                return
-        if batch.messages:
-            last = batch.messages[-1].seq
-        written = _frames(messages, store.epoch, conn, stats)
-        if written is not None:
-            chunk, delivery = written
-            yield last, chunk
-            delivery.written()
-        if batch.pending == 0 or not batch.messages:
-            break
-        start = last + 1
-    newest = await _from_leader(store, conn.user, None)
-    while newest is not None and newest.seq > last:
-        missed = await _from_leader(store, conn.user, last)
-        if missed is None:
-            break
-        last = missed.seq
-        written = _frames([missed], store.epoch, conn, stats)
-        if written is not None:
-            chunk, delivery = written
-            yield last, chunk
-            delivery.written()

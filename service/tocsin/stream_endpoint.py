@@ -28,7 +28,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-from . import sse, telemetry
+from . import sse
 from .auth import KeysUnavailable, Unauthorized, Verifier
 from .cors import Cors
 from .credentials import authenticate
@@ -104,19 +104,18 @@ class StreamEndpoint:
             await self._come_back(scope, origin, send)
             return
         conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
-        runtime.hub.register(conn, settings.max_conns_per_user)
         stats = StreamStats()
         frames = run_stream(
             conn,
             plan_resume(cursor, parts.store.epoch),
-            store=parts.store,
             hub=runtime.hub,
             settings=settings,
             expires_at=principal.expires_at,
             stats=stats,
+            telemetry=runtime.telemetry,
         )
         log.info("stream open", extra={"fields": _fields(conn)})
-        telemetry.stream_opened()
+        runtime.telemetry.stream_opened()
         started = time.monotonic()
         handler = asyncio.current_task()
         assert handler is not None
@@ -125,8 +124,8 @@ class StreamEndpoint:
         watcher = DisconnectWatch(receive, handler)
         try:
             async with aclosing(frames):
-                # The first frame is taken before anything is awaited: from then on `frames`
-                # is started, so closing it unregisters `conn` however this handler ends.
+                # Taking the first frame registers `conn`: from then on `frames` is started, so
+                # closing it unregisters `conn` however this handler ends.
                 hello = await anext(frames)
                 await send(self._start(scope, origin))
                 await send(_chunk(hello))
@@ -150,7 +149,7 @@ class StreamEndpoint:
                     }
                 },
             )
-            telemetry.stream_closed(stats.reason)
+            runtime.telemetry.stream_closed(stats.reason)
 
     def _start(self, scope: HTTPScope, origin: str | None) -> HTTPResponseStartEvent:
         """The `http.response.start` of a `200` event stream."""

@@ -48,6 +48,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .entry import Notice, Stored
 from .ids import encode_id
 
 if TYPE_CHECKING:
@@ -589,60 +590,75 @@ def _producer_span(subject: str, headers: dict[str, str] | None) -> Iterator[Pro
         yield Produced(carrier or None, span)
 
 
-class TracedFrame(bytes):
-    """A notification's SSE frame that remembers what its delivery is measured against."""
+class Telemetry:
+    """What the delivery core (broker, history, hub, streams) reports as it works.
 
-    stored_ns: int
-    subject: str
-    message_id: str
-    # The producer's headers, until a delivery needs the trace context they carry:
-    # most kept frames are never replayed, and reading a context costs microseconds.
-    _headers: Mapping[str, str] | None
-    _context: Context | None
-
-    def context(self) -> Context | None:
-        """The trace context this frame's deliveries continue; None: trace none."""
-        if self._headers is not None:
-            self._context = _traceable(propagate.extract(self._headers, getter=_GETTER))
-            self._headers = None
-        return self._context
-
-
-def _traced(
-    frame: bytes,
-    subject: str,
-    message_id: str,
-    stored_ns: int,
-    context: Context | None,
-    headers: Mapping[str, str] | None = None,
-) -> TracedFrame:
-    traced = TracedFrame(frame)
-    traced.stored_ns = stored_ns
-    traced.subject = subject
-    traced.message_id = message_id
-    traced._context = context
-    traced._headers = headers
-    return traced
-
-
-def received() -> None:
-    """The live feed received a valid notification."""
-    _state.counts.received += 1
-
-
-def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int) -> bytes:
-    """The live feed hands `frame` to `streams` local streams: one CONSUMER span for all.
-
-    The span continues the producer's trace from the message headers; the frame
-    returned carries its context, so each write can be traced and timed.
+    Passed in to each role; this base reports nothing, so a role built without telemetry
+    (a unit test, a service embedding tocsin) costs nothing for it. `OtelTelemetry`
+    is the process's real one. Frames stay plain bytes: what a delivery is traced and
+    timed against is the stored entry each frame was made from (its `time_ns` and the
+    `trace` kept on it).
     """
-    _state.counts.routed += 1
-    context = None
-    if _state.tracing():
+
+    def received(self) -> None:
+        """The live feed received a valid notification."""
+
+    def routed(self, subject: str, msg: Msg, message_id: str, streams: int) -> object | None:
+        """The live feed hands a message stored on `subject` to `streams` local streams;
+        what to keep on its entry to trace the writes (None: trace none)."""
+        return None
+
+    def keep(self, headers: Mapping[str, str]) -> object | None:
+        """What to keep on an entry read from the store to trace its writes later."""
+        return None
+
+    def written(
+        self, items: Sequence[Written], mode: str, conn_id: str, subject: str, started_ns: int
+    ) -> None:
+        """Frames reached a stream of `subject`'s user (LIVE or REPLAY): count, time and
+        trace the notifications among them."""
+
+    def replay(self, source: str) -> None:
+        """A resumed stream read its backlog from `source` (MEMORY or STORE)."""
+
+    def reset(self, reason: str) -> None:
+        """A stream sent a reset event."""
+
+    def evicted(self) -> None:
+        """A stream was evicted by a newer one of the same user."""
+
+    def slow_client_dropped(self) -> None:
+        """A stream's mailbox overflowed: the client is dropped and will resume."""
+
+    def stream_opened(self) -> None:
+        """An SSE stream started."""
+
+    def stream_closed(self, reason: str) -> None:
+        """An SSE stream ended for `reason`."""
+
+
+NO_TELEMETRY = Telemetry()
+
+
+# (sequence, frame, the stored entry it was made from; None for unsequenced frames)
+Written = tuple[int, bytes, Stored | None]
+
+
+class OtelTelemetry(Telemetry):
+    """Counts into this process's metrics and traces through OpenTelemetry (`configure`)."""
+
+    def received(self) -> None:
+        _state.counts.received += 1
+
+    def routed(self, subject: str, msg: Msg, message_id: str, streams: int) -> object | None:
+        """One CONSUMER span for all local writes, continuing the producer's trace."""
+        _state.counts.routed += 1
+        if not _state.tracing():
+            return None
         parent = propagate.extract(msg.headers or {}, getter=_GETTER)
         attributes = {
             **_MESSAGING,
-            "messaging.destination.name": msg.subject,
+            "messaging.destination.name": subject,
             "messaging.message.id": message_id,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
@@ -653,17 +669,100 @@ def routed(frame: bytes, msg: Msg, message_id: str, stored_ns: int, streams: int
             PROCESS_SPAN, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
         span.end()
-        context = _traceable(trace.set_span_in_context(span))
-    return _traced(frame, msg.subject, message_id, stored_ns, context)
+        return _traceable(trace.set_span_in_context(span))
+
+    def keep(self, headers: Mapping[str, str]) -> object | None:
+        # Only the trace headers, and only while tracing: reading a context costs
+        # microseconds, and most kept entries are never replayed.
+        if not _state.tracing():
+            return None
+        found = {k: v for k, v in headers.items() if k.lower() in _TRACE_HEADERS}
+        return _KeptHeaders(found) if found else None
+
+    def written(
+        self, items: Sequence[Written], mode: str, conn_id: str, subject: str, started_ns: int
+    ) -> None:
+        now = time.time_ns()
+        histogram = _state.latency
+        labels = _MODE_ATTRIBUTES[mode]
+        tracing = _state.tracing()
+        delivered = 0
+        for _, _, entry in items:
+            if not isinstance(entry, Notice):
+                continue
+            delivered += 1
+            # The store's clock and ours may differ a little: never report negative time.
+            latency = max(now - entry.time_ns, 0) / 1e9
+            histogram.record(latency, labels)
+            if tracing and entry.trace is not None:
+                context = _context_of(entry)
+                if context is not None:
+                    span = _Span(entry.id, subject, mode, conn_id, latency)
+                    span.record(context, started_ns, now)
+        _state.counts.delivered[mode] += delivered
+
+    def replay(self, source: str) -> None:
+        replays = _state.counts.replays
+        replays[source] = replays.get(source, 0) + 1
+
+    def reset(self, reason: str) -> None:
+        resets = _state.counts.resets
+        resets[reason] = resets.get(reason, 0) + 1
+
+    def evicted(self) -> None:
+        _state.counts.evictions += 1
+
+    def slow_client_dropped(self) -> None:
+        _state.counts.slow_client_drops += 1
+
+    def stream_opened(self) -> None:
+        _state.counts.opened += 1
+        _state.counts.open += 1
+
+    def stream_closed(self, reason: str) -> None:
+        closed = _state.counts.closed
+        closed[reason] = closed.get(reason, 0) + 1
+        _state.counts.open -= 1
 
 
-def replay_frame(
-    frame: bytes, subject: str, headers: Mapping[str, str], message_id: str, stored_ns: int
-) -> bytes:
-    """`frame` of a stored message, carrying the producer's context for its delivery span."""
-    return _traced(
-        frame, subject, message_id, stored_ns, None, headers if _state.tracing() else None
-    )
+class _KeptHeaders(dict[str, str]):
+    """A stored message's trace headers, until a delivery reads the context they carry."""
+
+
+def _context_of(notice: Notice) -> Context | None:
+    """The context kept on `notice`; kept headers are read once, then replaced by it."""
+    kept = notice.trace
+    if isinstance(kept, _KeptHeaders):
+        context = _traceable(propagate.extract(kept, getter=_GETTER))
+        notice.trace = context
+        return context
+    return kept if isinstance(kept, Context) else None
+
+
+class _Span:
+    """The deliver span of one notification written to one stream."""
+
+    __slots__ = ("_attributes",)
+
+    def __init__(self, message_id: str, subject: str, mode: str, conn_id: str, latency: float):
+        self._attributes: dict[str, AttributeValue] = {
+            **_MESSAGING,
+            "messaging.destination.name": subject,
+            "messaging.message.id": message_id,
+            "tocsin.delivery.mode": mode,
+            "tocsin.delivery.latency": latency,
+            "tocsin.connection.id": conn_id,
+        }
+
+    def record(self, context: Context, started_ns: int, now: int) -> None:
+        span = _state.tracer.start_span(
+            DELIVER_SPAN,
+            context=context,
+            kind=SpanKind.INTERNAL,
+            attributes=self._attributes,
+            start_time=started_ns,
+        )
+        span.end(end_time=now)
 
 
 def _traceable(context: Context) -> Context | None:
@@ -671,95 +770,9 @@ def _traceable(context: Context) -> Context | None:
 
     The children of an unsampled span are never sampled (parent-based sampling, and
     ratio sampling, which decides by trace id): dropping the context skips building a
-    delivery span per write only to throw it away, and a kept frame holds less.
+    delivery span per write only to throw it away, and a kept entry holds less.
     """
     parent = trace.get_current_span(context).get_span_context()
     if parent.is_valid and not parent.trace_flags.sampled:
         return None
     return context
-
-
-class Delivery:
-    """Frames about to be written to one stream; `written()` records them once they are."""
-
-    __slots__ = ("_conn_id", "_frames", "_mode", "_started")
-
-    def __init__(self, frames: Sequence[bytes], mode: str, conn_id: str) -> None:
-        self._frames = frames
-        self._mode = mode
-        self._conn_id = conn_id
-        self._started = time.time_ns()
-
-    def written(self) -> None:
-        """The frames reached the connection: count them, time them, trace them."""
-        now = time.time_ns()
-        histogram = _state.latency
-        labels = _MODE_ATTRIBUTES[self._mode]
-        tracing = _state.tracing()
-        for frame in self._frames:
-            if not isinstance(frame, TracedFrame):
-                continue
-            # The store's clock and ours may differ a little: never report negative time.
-            latency = max(now - frame.stored_ns, 0) / 1e9
-            histogram.record(latency, labels)
-            if tracing and (context := frame.context()) is not None:
-                self._trace(frame, context, latency, now)
-        _state.counts.delivered[self._mode] += len(self._frames)
-
-    def _trace(self, frame: TracedFrame, context: Context, latency: float, now: int) -> None:
-        attributes = {
-            **_MESSAGING,
-            "messaging.destination.name": frame.subject,
-            "messaging.message.id": frame.message_id,
-            "tocsin.delivery.mode": self._mode,
-            "tocsin.delivery.latency": latency,
-            "tocsin.connection.id": self._conn_id,
-        }
-        span = _state.tracer.start_span(
-            DELIVER_SPAN,
-            context=context,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            start_time=self._started,
-        )
-        span.end(end_time=now)
-
-
-def delivery(frames: Sequence[bytes], mode: str, conn_id: str) -> Delivery:
-    """Start recording the write of `frames` (LIVE or REPLAY) to the stream `conn_id`."""
-    return Delivery(frames, mode, conn_id)
-
-
-def replay(source: str) -> None:
-    """A resumed stream read its backlog from `source` (MEMORY or STORE)."""
-    replays = _state.counts.replays
-    replays[source] = replays.get(source, 0) + 1
-
-
-def reset(reason: str) -> None:
-    """A stream sent a reset event."""
-    resets = _state.counts.resets
-    resets[reason] = resets.get(reason, 0) + 1
-
-
-def evicted() -> None:
-    """A stream was evicted by a newer one of the same user."""
-    _state.counts.evictions += 1
-
-
-def slow_client_dropped() -> None:
-    """A stream's mailbox overflowed: the client is dropped and will resume."""
-    _state.counts.slow_client_drops += 1
-
-
-def stream_opened() -> None:
-    """An SSE stream started."""
-    _state.counts.opened += 1
-    _state.counts.open += 1
-
-
-def stream_closed(reason: str) -> None:
-    """An SSE stream ended for `reason`."""
-    closed = _state.counts.closed
-    closed[reason] = closed.get(reason, 0) + 1
-    _state.counts.open -= 1

@@ -14,9 +14,10 @@ import sys
 import httpx
 import nats
 
+from tocsin.broker import Broker
+from tocsin.history import History
 from tocsin.hub import Connection, Hub
 from tocsin.ids import decode_id
-from tocsin.model import SUBJECT_PREFIX
 from tocsin.replay import Resume
 from tocsin.settings import Settings
 from tocsin.store import Store
@@ -47,17 +48,18 @@ async def main(url: str, epoch: str, after: int) -> None:
     await cut_off()
     plain = len((await store.read("u", after + 1, 1000)).messages)
 
-    hub = Hub(SUBJECT_PREFIX, lambda *_: None)
+    hub = Hub(settings)
+    broker = Broker(nc, on_stored=hub.on_stored, on_signal=hub.on_signal)
+    await broker.start()
+    hub.connect(History(store, settings), broker, store.last_sequences)
     conn = Connection("u", "probe", settings.client_buffer)
-    hub.register(conn, settings.max_conns_per_user)
     stats = StreamStats()
     sent: list[int] = []
 
     async def follow() -> None:
         stream = run_stream(
-            conn, Resume(after), store=store, hub=hub, settings=settings,
-            expires_at=None, stats=stats,
-        )  # fmt: skip
+            conn, Resume(after), hub=hub, settings=settings, expires_at=None, stats=stats
+        )
         async for chunk in stream:
             for line in chunk.decode().split("\n"):
                 if line.startswith("id: "):

@@ -23,6 +23,7 @@ from support import (
     Tocsin,
     TocsinFactory,
     auth,
+    holding,
     metric_value,
     publish_http,
     read_frames,
@@ -30,7 +31,6 @@ from support import (
     replays_from,
     user_token,
     wait_for,
-    wait_received,
 )
 
 
@@ -116,9 +116,13 @@ async def test_cursor_beyond_replay_max_resets(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
 ) -> None:
     proc = tocsin_factory(nats_server.url, "--replay-max", "3", *replay_flags(source))
-    async with httpx.AsyncClient(base_url=proc.url) as client:
+    async with (
+        httpx.AsyncClient(base_url=proc.url) as client,
+        holding(proc.url, "alice", source) as held,
+    ):
         ids = [(await publish_http(client, ["alice"], f"n{i}"))[0] for i in range(6)]
-        await wait_received(proc.url, len(ids))
+        if held is not None:
+            await wait_for(lambda: held.ids == ids, what="live delivery to the held stream")
         kept = await metric_value(proc.url, "tocsin_replay_cache_notifications")
         assert kept == (len(ids) if source == "memory" else 0)
         within = await read_frames(
@@ -138,9 +142,13 @@ async def test_cursor_older_than_the_store_resets(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
 ) -> None:
     proc = tocsin_factory(nats_server.url, "--per-user-max", "3", *replay_flags(source))
-    async with httpx.AsyncClient(base_url=proc.url) as client:
+    async with (
+        httpx.AsyncClient(base_url=proc.url) as client,
+        holding(proc.url, "alice", source) as held,
+    ):
         ids = [(await publish_http(client, ["alice"], f"n{i}"))[0] for i in range(5)]
-        await wait_received(proc.url, len(ids))
+        if held is not None:
+            await wait_for(lambda: held.ids == ids, what="live delivery to the held stream")
         # Only the newest three are kept: ids[1] is gone, and so might be what followed it.
         gone = await read_frames(
             client, token=user_token("alice"), count=1, headers={"Last-Event-ID": ids[1]}

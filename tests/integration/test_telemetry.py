@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -23,21 +19,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from tocsin import telemetry
-from tocsin.app import create_app
-from tocsin.embedded import EmbeddedNats, free_port
-from tocsin.hub import SHUTDOWN
-from tocsin.runtime import Runtime
-from tocsin.settings import Settings
+from tocsin.embedded import EmbeddedNats
 
 from support import (
     SECRET,
-    VERIFIER,
     Recorded,
     Subscriber,
     Tocsin,
     TocsinFactory,
     auth,
     hex_id,
+    in_process,
     publish_http,
     publisher_token,
     sample_value,
@@ -55,51 +47,10 @@ def _attributes(span: ReadableSpan) -> dict[str, object]:
     return dict(span.attributes or {})
 
 
-@asynccontextmanager
-async def served(nats_url: str, data_dir: Path) -> AsyncIterator[str]:
-    """The tocsin app in this process, served by real Hypercorn on a free loopback port."""
-    settings = Settings(
-        port=free_port(), nats_urls=(nats_url,), data_dir=data_dir, heartbeat=1.0, jwt_secret=SECRET
-    )
-    runtime = Runtime(settings)
-    app = create_app(settings, runtime, VERIFIER)
-    config = Config()
-    config.bind = [f"127.0.0.1:{settings.port}"]
-    config.accesslog = None
-    config.graceful_timeout = 2.0
-    stop = asyncio.Event()
-
-    async def trigger() -> None:
-        await stop.wait()
-        runtime.hub.close_all(SHUTDOWN)
-
-    task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=trigger))
-    url = f"http://127.0.0.1:{settings.port}"
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
-
-            async def ready() -> bool:
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            for _ in range(200):
-                if await ready():
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("in-process tocsin never became ready")
-        yield url
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
-
 async def test_native_traceparent_continues_through_consumer_and_delivery(
     recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    async with served(nats_server.url, tmp_path) as url:
+    async with in_process(nats_server.url, tmp_path) as (url, _):
         sub = Subscriber(url, user_token("alice")).start()
         nc = await nats.connect(nats_server.url)
         try:
@@ -141,7 +92,7 @@ async def test_native_traceparent_continues_through_consumer_and_delivery(
 async def test_http_publish_is_traced_from_the_request_to_the_write(
     recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    async with served(nats_server.url, tmp_path) as url:
+    async with in_process(nats_server.url, tmp_path) as (url, _):
         sub = Subscriber(url, user_token("bob")).start()
         try:
             await sub.connected()
@@ -172,7 +123,7 @@ async def test_http_publish_is_traced_from_the_request_to_the_write(
 async def test_replayed_delivery_continues_the_producers_trace(
     recorded: Recorded, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    async with served(nats_server.url, tmp_path) as url:
+    async with in_process(nats_server.url, tmp_path) as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             (seen,) = await publish_http(client, ["carol"], "first")
         nc = await nats.connect(nats_server.url)

@@ -1,27 +1,197 @@
-"""The hub's pure parts: delivery positions, mailboxes and the per-user cap."""
+"""The hub with an in-memory store and broker: following users, gaps, tails, the cap."""
 
 from __future__ import annotations
 
-from tocsin.hub import EVICTED, SLOW_CLIENT, Connection, Hub
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from tocsin.history import History
+from tocsin.hub import Closed, Connection, Hub, Opened
+from tocsin.settings import Settings
+from tocsin.signals import Frame
+
+from fakes import FakeBroker, FakeBus, FakeStore, until
+
+SETTINGS = Settings(linger=0.05)
+
+
+def hub_on(store: FakeStore, bus: FakeBus, settings: Settings = SETTINGS) -> tuple[Hub, FakeBroker]:
+    hub = Hub(settings)
+    broker = FakeBroker(bus, hub)
+    hub.connect(History(store, settings), broker, store.last_sequences)
+    return hub, broker
+
+
+async def join(hub: Hub, conn: Connection) -> Opened:
+    """Open a stream as `run_stream` does: registered first, then the timeline."""
+    hub.register(conn)
+    return await hub.open(conn)
+
+
+def seqs(conn: Connection) -> list[int]:
+    return [seq for seq, _, _ in conn.take()]
 
 
 async def test_full_mailbox_closes_as_slow_client() -> None:
     conn = Connection("alice", "c", capacity=2)
-    conn.offer(1, b"a")
-    conn.offer(2, b"b")
+    assert conn.offer(1, b"a", None) and conn.offer(2, b"b", None)
     assert conn.closing is None
-    conn.offer(3, b"c")
-    assert conn.closing == SLOW_CLIENT
+    assert not conn.offer(3, b"c", None)
+    assert conn.closing == Closed.SLOW_CLIENT
     assert conn.take() == []
 
 
-async def test_oldest_stream_is_evicted_beyond_the_cap() -> None:
-    hub = Hub("tocsin.user.", lambda *_: None)
+async def test_a_stream_follows_its_user_in_order_and_drops_repeats() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, broker = hub_on(store, bus)
+    before = store.store("alice")
+    conn = Connection("alice", "c1", 16)
+    opened = await join(hub, conn)
+    assert broker.users == {"alice"}
+    assert opened.timeline.known_to == before and not opened.from_memory
+    first, second = store.store("alice"), store.store("alice")
+    broker.deliver(store, first)
+    broker.deliver(store, first)  # a duplicate around a leader change
+    broker.deliver(store, second)
+    assert seqs(conn) == [first, second]
+    await hub.disconnect()
+
+
+async def test_a_lost_live_message_is_read_from_the_store_before_its_successor() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, broker = hub_on(store, bus)
+    conn = Connection("alice", "c1", 16)
+    await join(hub, conn)
+    lost, other, then = store.store("alice"), store.store("bob"), store.store("alice")
+    broker.deliver(store, then)  # `lost` never arrived: `then` names it as its predecessor
+    await until(lambda: len(conn._items) == 2)
+    assert seqs(conn) == [lost, then]
+    assert other not in hub.history.new_timeline("alice").entries
+    await hub.disconnect()
+
+
+async def test_messages_arriving_while_the_timeline_is_read_wait_their_turn() -> None:
+    store, bus = FakeStore(gate=asyncio.Event()), FakeBus()
+    hub, broker = hub_on(store, bus)
+    stored = [store.store("alice") for _ in range(3)]
+    conn = Connection("alice", "c1", 16)
+    opening = asyncio.ensure_future(join(hub, conn))
+    await until(lambda: store.reads == 1)  # subscribed; the read has what was stored so far
+    broker.deliver(store, stored[2])  # republished late: also in the read
+    late = store.store("alice")
+    broker.deliver(store, late)  # stored after the read looked
+    assert store.gate is not None
+    store.gate.set()
+    opened = await opening
+    # The timeline has each once, in order: the read's own answer, then what the leader
+    # had beyond it. What arrived live meanwhile came after the subscription, so after
+    # the stream registered: it is queued too (a stream with a cursor drops what its
+    # replay already sent; one without is sent it).
+    assert [e.seq for e in opened.timeline.entries] == [*stored, late]
+    assert seqs(conn) == [stored[2], late]
+    after = store.store("alice")
+    broker.deliver(store, after)
+    assert seqs(conn) == [after]
+    await hub.disconnect()
+
+
+async def test_the_tail_check_finds_a_last_message_that_never_arrived() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, _ = hub_on(store, bus)
+    conn = Connection("alice", "c1", 16)
+    await join(hub, conn)
+    lost = store.store("alice")
+    await hub._check(["alice"])
+    await until(lambda: bool(conn._items))
+    assert seqs(conn) == [lost]
+    await hub.disconnect()
+
+
+async def test_a_user_lingers_then_is_let_go_and_comes_back_from_memory() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, broker = hub_on(store, bus)
+    store.store("alice")
+    first = Connection("alice", "c1", 16)
+    await join(hub, first)
+    hub.close(first)
+    again = Connection("alice", "c2", 16)
+    assert (await join(hub, again)).from_memory  # within the linger: still followed
+    hub.close(again)
+    await until(lambda: "alice" in broker.unsubscribed)
+    assert hub.held_users == 0
+    reads = store.reads
+    third = Connection("alice", "c3", 16)
+    opened = await join(hub, third)
+    assert opened.from_memory and store.reads == reads + 1  # only what came after
+    await hub.disconnect()
+
+
+async def test_the_cap_holds_across_processes_oldest_first() -> None:
+    store, bus = FakeStore(), FakeBus()
+    capped = replace(SETTINGS, max_conns_per_user=2)
+    one, _ = hub_on(store, bus, capped)
+    two, _ = hub_on(store, bus, capped)
+    conns = [Connection("alice", f"c{i}", 16) for i in range(3)]
+    await join(one, conns[0])
+    await join(two, conns[1])
+    await until(lambda: not one._tasks and not two._tasks)
+    assert [c.closing for c in conns[:2]] == [None, None]
+    await join(two, conns[2])
+    await until(lambda: conns[0].closing is not None)
+    assert [c.closing for c in conns] == [Closed.EVICTED, None, None]
+    for hub in (one, two):
+        await hub.disconnect()
+
+
+async def test_the_cap_within_one_process_needs_no_one_else() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, _ = hub_on(store, bus, replace(SETTINGS, max_conns_per_user=2))
     conns = [Connection("alice", str(i), 8) for i in range(3)]
     for conn in conns:
-        hub.register(conn, limit=2)
-    assert [c.closing for c in conns] == [EVICTED, None, None]
+        await join(hub, conn)
+    assert [c.closing for c in conns] == [Closed.EVICTED, None, None]
     assert hub.open_streams == 2
-    for conn in conns:
-        hub.unregister(conn)
-    assert hub.open_streams == 0
+    await hub.disconnect()
+
+
+async def test_a_frame_signal_reaches_every_stream_of_the_user_on_every_process() -> None:
+    store, bus = FakeStore(), FakeBus()
+    one, _ = hub_on(store, bus)
+    two, _ = hub_on(store, bus)
+    mine, theirs, other = (Connection(u, u + "c", 8) for u in ("alice", "alice", "bob"))
+    await join(one, mine)
+    await join(two, theirs)
+    await join(two, other)
+    await one.reach("alice", Frame(b"event: state\ndata: {}\n\n", muted_kinds=["k"]))
+    for conn in (mine, theirs):
+        assert conn.take() == [(0, b"event: state\ndata: {}\n\n", None)]
+    assert other.take() == []
+    # The new mute rule applies at once to what follows.
+    seq = store.store("alice")
+    for broker in bus.brokers:
+        broker.deliver(store, seq)
+    assert mine.take() == [] and theirs.take() == []
+    for hub in (one, two):
+        await hub.disconnect()
+
+
+async def test_a_failed_read_lets_the_user_go_and_the_next_open_tries_again() -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, broker = hub_on(store, bus)
+
+    async def down(*_args: object, **_kwargs: object) -> None:
+        from tocsin.store import StoreUnavailable
+
+        raise StoreUnavailable("down")
+
+    working = store.read
+    store.read = down  # type: ignore[method-assign,assignment]
+    with pytest.raises(Exception, match="down"):
+        await join(hub, Connection("alice", "c1", 8))
+    assert hub.held_users == 0
+    store.read = working  # type: ignore[method-assign]
+    opened = await join(hub, Connection("alice", "c2", 8))
+    assert opened.timeline.known_to == 0 and broker.users == {"alice"}
+    await hub.disconnect()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from tocsin.ids import encode_id, epoch_of
 from tocsin.replay import (
-    EXPIRED,
-    MALFORMED,
-    OTHER_EPOCH,
-    TOO_MANY,
     Live,
     Reset,
+    ResetReason,
     Resume,
     check_backlog,
     plan_resume,
@@ -29,9 +26,9 @@ def test_cursor_of_this_epoch_resumes_after_it() -> None:
 
 
 def test_malformed_and_foreign_cursors_reset() -> None:
-    assert plan_resume("garbage", EPOCH) == Reset(MALFORMED)
-    assert plan_resume("ntf_" + "x" * 5000, EPOCH) == Reset(MALFORMED)
-    assert plan_resume(encode_id(OLD_EPOCH, 42), EPOCH) == Reset(OTHER_EPOCH)
+    assert plan_resume("garbage", EPOCH) == Reset(ResetReason.MALFORMED)
+    assert plan_resume("ntf_" + "x" * 5000, EPOCH) == Reset(ResetReason.MALFORMED)
+    assert plan_resume(encode_id(OLD_EPOCH, 42), EPOCH) == Reset(ResetReason.OTHER_EPOCH)
 
 
 def judge(after: int, *, own: bool, backlog: int, stream_first: int = 1) -> Reset | None:
@@ -51,11 +48,11 @@ def test_backlog_within_replay_max_replays() -> None:
 
 
 def test_backlog_beyond_replay_max_resets() -> None:
-    assert judge(10, own=True, backlog=501) == Reset(TOO_MANY)
+    assert judge(10, own=True, backlog=501) == Reset(ResetReason.TOO_MANY)
 
 
 def test_own_message_gone_and_older_ones_aged_out_resets() -> None:
-    assert judge(10, own=False, backlog=3, stream_first=12) == Reset(EXPIRED)
+    assert judge(10, own=False, backlog=3, stream_first=12) == Reset(ResetReason.EXPIRED)
 
 
 def test_position_cursor_is_whole_while_nothing_after_it_aged_out() -> None:
@@ -67,4 +64,4 @@ def test_position_cursor_is_whole_while_nothing_after_it_aged_out() -> None:
 def test_position_cursor_with_a_full_cap_after_it_may_have_lost_some() -> None:
     assert check_backlog(
         10, own=False, backlog=1000, replay_max=5000, stream_first=1, per_user_max=1000
-    ) == Reset(EXPIRED)
+    ) == Reset(ResetReason.EXPIRED)

@@ -16,9 +16,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tocsin import telemetry
-from tocsin.ids import encode_id
+from tocsin.entry import Notice, decode
+from tocsin.ids import encode_id, epoch_of
 from tocsin.logs import redact_url
-from tocsin.store import StoredMessage
 
 from support import Recorded, hex_id
 
@@ -28,8 +28,24 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 
 
+TELEMETRY = telemetry.OtelTelemetry()
+EPOCH = epoch_of("telemetry")
+
+
 def _msg(headers: dict[str, str] | None, subject: str = "tocsin.user.alice") -> Msg:
     return Msg(_client=Client(), subject=subject, data=b'{"kind":"k"}', headers=headers)
+
+
+def _notice(seq: int, stored_ns: int, trace: object | None = None) -> Notice:
+    body = b'{"kind": "k", "subject_id": "s", "text": "t"}'
+    notice = decode(EPOCH, seq, stored_ns, None, body)
+    assert isinstance(notice, Notice)
+    notice.trace = trace
+    return notice
+
+
+def _write(notice: Notice, mode: str, conn: str, subject: str = "tocsin.user.alice") -> None:
+    TELEMETRY.written([(notice.seq, b"frame", notice)], mode, conn, subject, time.time_ns())
 
 
 def test_producer_span_injects_w3c_context_into_headers(recorded: Recorded) -> None:
@@ -130,20 +146,19 @@ async def test_consumer_span_is_a_child_of_the_producer_and_parents_each_write(
     recorded: Recorded,
 ) -> None:
     stored_ns = time.time_ns() - 3_000_000
-    frame = telemetry.routed(
-        b"id: x\n\n", _msg({"Traceparent": TRACEPARENT}), "ntf_x", stored_ns, streams=2
+    notice = _notice(7, stored_ns)
+    notice.trace = TELEMETRY.routed(
+        "tocsin.user.alice", _msg({"Traceparent": TRACEPARENT}), notice.id, streams=2
     )
-    assert frame == b"id: x\n\n"
     for conn in ("c1", "c2"):
-        delivery = telemetry.delivery([frame], telemetry.LIVE, conn)
-        delivery.written()
+        _write(notice, telemetry.LIVE, conn)
     (process,) = recorded.spans(telemetry.PROCESS_SPAN)
     assert process.kind is SpanKind.CONSUMER
     assert hex_id(process.context.trace_id, 32) == TRACE_ID
     assert process.parent is not None and hex_id(process.parent.span_id, 16) == PARENT_ID
     assert process.attributes is not None
     assert process.attributes["messaging.operation.type"] == "process"
-    assert process.attributes["messaging.message.id"] == "ntf_x"
+    assert process.attributes["messaging.message.id"] == notice.id
     assert process.attributes["tocsin.streams.local"] == 2
     writes = recorded.spans(telemetry.DELIVER_SPAN)
     assert len(writes) == 2
@@ -159,17 +174,9 @@ async def test_consumer_span_is_a_child_of_the_producer_and_parents_each_write(
 
 
 def test_replayed_frames_continue_the_stored_producer_context(recorded: Recorded) -> None:
-    stored = StoredMessage(
-        seq=5,
-        subject="tocsin.user.bob",
-        time_ns=time.time_ns() - 60_000_000_000,
-        data=b"{}",
-        headers={"Nats-Sequence": "5", "traceparent": TRACEPARENT},
-    )
-    frame = telemetry.replay_frame(
-        b"frame", stored.subject, stored.headers, "ntf_5", stored.time_ns
-    )
-    telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
+    notice = _notice(5, time.time_ns() - 60_000_000_000)
+    notice.trace = TELEMETRY.keep({"Nats-Sequence": "5", "traceparent": TRACEPARENT})
+    _write(notice, telemetry.REPLAY, "c9", "tocsin.user.bob")
     (span,) = recorded.spans(telemetry.DELIVER_SPAN)
     assert span.parent is not None and hex_id(span.parent.span_id, 16) == PARENT_ID
     assert span.attributes is not None
@@ -184,21 +191,41 @@ def test_without_tracing_no_spans_and_no_injection_but_metrics(untraced: Recorde
     with telemetry.producing("tocsin.user.a", None) as produced:
         produced.stored("e", 1)
     assert produced.headers is None
-    frame = telemetry.routed(b"f", _msg({"traceparent": TRACEPARENT}), "ntf_1", time.time_ns(), 1)
-    assert isinstance(frame, telemetry.TracedFrame) and frame.context() is None
-    telemetry.delivery([frame], telemetry.LIVE, "c").written()
+    notice = _notice(1, time.time_ns())
+    notice.trace = TELEMETRY.routed(
+        "tocsin.user.alice", _msg({"traceparent": TRACEPARENT}), notice.id, 1
+    )
+    assert notice.trace is None
+    assert TELEMETRY.keep({"traceparent": TRACEPARENT}) is None
+    _write(notice, telemetry.LIVE, "c")
     assert untraced.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
     assert untraced.sample("tocsin_notifications_published_total") == 1
 
 
+def test_only_notifications_are_counted_and_timed_as_deliveries(untraced: Recorded) -> None:
+    notice = _notice(1, time.time_ns())
+    TELEMETRY.written(
+        [(0, b"event: state\n\n", None), (1, b"frame", notice)], telemetry.LIVE, "c", "s", 0
+    )
+    assert untraced.sample("tocsin_notifications_delivered_total", mode="live") == 1
+    assert untraced.sample("tocsin_delivery_latency_seconds_count", mode="live") == 1
+
+
+def test_the_default_telemetry_reports_nothing_and_costs_nothing() -> None:
+    quiet = telemetry.NO_TELEMETRY
+    assert quiet.routed("tocsin.user.alice", _msg({"traceparent": TRACEPARENT}), "ntf_1", 1) is None
+    assert quiet.keep({"traceparent": TRACEPARENT}) is None
+    quiet.written([(1, b"f", _notice(1, 0))], telemetry.LIVE, "c", "s", 0)
+
+
 def test_connection_counters_and_reasons(untraced: Recorded) -> None:
-    telemetry.stream_opened()
-    telemetry.stream_opened()
+    TELEMETRY.stream_opened()
+    TELEMETRY.stream_opened()
     assert untraced.sample("tocsin_connections_open") == 2
-    telemetry.stream_closed("client_gone")
-    telemetry.evicted()
-    telemetry.slow_client_dropped()
-    telemetry.reset("cursor_too_old")
+    TELEMETRY.stream_closed("client_gone")
+    TELEMETRY.evicted()
+    TELEMETRY.slow_client_dropped()
+    TELEMETRY.reset("cursor_too_old")
     assert untraced.sample("tocsin_connections_open") == 1
     assert untraced.sample("tocsin_connections_opened_total") == 2
     assert untraced.sample("tocsin_connections_closed_total", reason="client_gone") == 1
@@ -240,19 +267,20 @@ def test_trace_headers_picks_only_w3c_context() -> None:
 def test_every_metric_and_span_name_is_documented(untraced: Recorded) -> None:
     runtime = _Runtime()
     telemetry.watch(runtime)
-    telemetry.stream_opened()
-    telemetry.stream_closed("client_gone")
-    telemetry.evicted()
-    telemetry.slow_client_dropped()
-    telemetry.reset("expired")
-    telemetry.replay(telemetry.MEMORY)
-    telemetry.received()
+    TELEMETRY.stream_opened()
+    TELEMETRY.stream_closed("client_gone")
+    TELEMETRY.evicted()
+    TELEMETRY.slow_client_dropped()
+    TELEMETRY.reset("expired")
+    TELEMETRY.replay(telemetry.MEMORY)
+    TELEMETRY.received()
     with telemetry.producing("tocsin.user.a", None) as produced:
         produced.stored("e", 1)
     with pytest.raises(RuntimeError), telemetry.producing("tocsin.user.a", None):
         raise RuntimeError("NATS went away")
-    frame = telemetry.routed(b"f", _msg(None), "ntf_1", time.time_ns(), 1)
-    telemetry.delivery([frame], telemetry.LIVE, "c").written()
+    notice = _notice(1, time.time_ns())
+    notice.trace = TELEMETRY.routed("tocsin.user.alice", _msg(None), notice.id, 1)
+    _write(notice, telemetry.LIVE, "c")
     text = generate_latest(untraced.registry).decode()
     families = text_string_to_metric_families(text)
     names = {f.name + ("_total" if f.type == "counter" else "") for f in families} - {"target_info"}
@@ -310,11 +338,9 @@ def test_redact_url_hides_nats_user_info() -> None:
 
 def test_writes_of_an_unsampled_trace_make_no_spans(recorded: Recorded) -> None:
     unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
-    frame = telemetry.replay_frame(
-        b"frame", "tocsin.user.bob", {"traceparent": unsampled}, "ntf_5", time.time_ns()
-    )
-    # No context kept: no span is even built for each write of it.
-    assert isinstance(frame, telemetry.TracedFrame) and frame.context() is None
-    telemetry.delivery([frame], telemetry.REPLAY, "c9").written()
+    notice = _notice(5, time.time_ns(), TELEMETRY.keep({"traceparent": unsampled}))
+    _write(notice, telemetry.REPLAY, "c9")
+    # Read once, found unsampled, and dropped: no span is even built for later writes.
+    assert notice.trace is None
     assert recorded.spans(telemetry.DELIVER_SPAN) == []
     assert recorded.sample("tocsin_delivery_latency_seconds_count", mode="replay") == 1

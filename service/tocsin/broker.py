@@ -1,0 +1,205 @@
+"""Where live messages come from: one NATS interest per user this process holds.
+
+The stream republishes every message it stores on `tocsin.user.<u>` to
+`tocsin.live.<u>.stored` (core NATS, at most once, with `Nats-Sequence` and
+`Nats-Last-Sequence` — the previous sequence stored on the same subject). tocsin
+processes tell each other about a user on `tocsin.live.<u>.signal`. A process
+subscribes to `tocsin.live.<u>.*` for each user it holds, so NATS routes it only what
+its own streams need: a process holding none of a user's streams pays nothing for
+that user's notifications.
+
+nats-py makes a queue and a task per subscription (about 4.5 KB). Here one
+dispatcher serves them all: each user's interest is a small slotted object in the
+client's subscription table, and a message is handed to the hub from nats-py's read
+loop, with no queue, task or wake-up in between. nats-py re-sends every subscription
+after a reconnect, these included (it reads `_subject`, `_queue` and `_max_msgs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.protocol import command
+
+from .model import LIVE_PREFIX
+from .store import parse_timestamp_ns
+
+log = logging.getLogger("tocsin.broker")
+
+STORED = "stored"
+SIGNAL = "signal"
+
+# (user, seq, last_seq, time_ns, message)
+OnStored = Callable[[str, int, int, int, Msg], None]
+# (user, message): the message's data is a signal; its reply subject, where to answer
+OnSignal = Callable[[str, Msg], None]
+
+
+def live_subject(user: str, what: str) -> str:
+    """The core NATS subject carrying `what` (STORED or SIGNAL) for `user`."""
+    return f"{LIVE_PREFIX}{user}.{what}"
+
+
+class _Interest:
+    """One user's subscription, as nats-py's client sees a subscription."""
+
+    __slots__ = ("_id", "_pending_queue", "_received", "_subject")
+
+    # What nats-py reads of every subscription and that never varies here.
+    _queue = ""
+    _max_msgs = 0
+    _jsi = None
+    _future = None
+    _pending_bytes_limit = 0
+    _wait_for_msgs_task = None
+    _message_iterator = None
+    _pending_next_msgs_calls = None
+
+    def __init__(self, sid: int, subject: str, dispatch: _Dispatch) -> None:
+        self._id = sid
+        self._subject = subject
+        self._pending_queue = dispatch
+        self._received = 0
+
+    @property
+    def _pending_size(self) -> int:
+        # Nothing is ever pending: the dispatcher hands each message on at once.
+        return 0
+
+    @_pending_size.setter
+    def _pending_size(self, _value: int) -> None:
+        pass
+
+    async def _drain(self) -> None:
+        pass
+
+
+class _Dispatch:
+    """Takes each message of every interest from nats-py, as a subscription's queue would."""
+
+    __slots__ = ("_on_signal", "_on_stored")
+
+    def __init__(self, on_stored: OnStored, on_signal: OnSignal) -> None:
+        self._on_stored = on_stored
+        self._on_signal = on_signal
+
+    def put_nowait(self, msg: Msg) -> None:
+        # Runs inside nats-py's read loop: nothing here may raise into it.
+        try:
+            _, _, rest = msg.subject.partition(LIVE_PREFIX)
+            user, _, what = rest.rpartition(".")
+            if what == STORED:
+                headers = msg.headers or {}
+                self._on_stored(
+                    user,
+                    int(headers["Nats-Sequence"]),
+                    int(headers.get("Nats-Last-Sequence", "0")),
+                    parse_timestamp_ns(headers["Nats-Time-Stamp"]),
+                    msg,
+                )
+            elif what == SIGNAL:
+                self._on_signal(user, msg)
+        except Exception:
+            log.exception("live message not handled", extra={"fields": {"subject": msg.subject}})
+
+
+class Broker:
+    """This process's interest in users, and the signals it sends them."""
+
+    def __init__(self, nc: Client, *, on_stored: OnStored, on_signal: OnSignal) -> None:
+        self._nc = nc
+        self._dispatch = _Dispatch(on_stored, on_signal)
+        self._interests: dict[str, _Interest] = {}
+        self._replies: dict[str, asyncio.Queue[Msg]] = {}
+        self._inbox = ""
+        self._inbox_sub: Subscription | None = None
+        self._next_token = 0
+
+    async def start(self) -> None:
+        """Listen for answers to this process's signals."""
+        self._inbox = self._nc.new_inbox()
+        self._inbox_sub = await self._nc.subscribe(self._inbox + ".*", cb=self._on_reply)
+
+    @property
+    def users(self) -> list[str]:
+        """The users this process receives live messages of."""
+        return list(self._interests)
+
+    def interested(self, user: str) -> bool:
+        """Whether this process receives `user`'s live messages."""
+        return user in self._interests
+
+    async def subscribe(self, user: str) -> None:
+        """Receive `user`'s live messages and signals (the caller has validated `user`),
+        once the server has the subscription (on this server; others learn of it soon
+        after, so a read of the store after this may still race a publish elsewhere)."""
+        if user in self._interests:
+            return
+        nc: Any = self._nc
+        nc._sid += 1
+        interest = _Interest(nc._sid, f"{LIVE_PREFIX}{user}.*", self._dispatch)
+        nc._subs[interest._id] = interest
+        self._interests[user] = interest
+        await nc._send_command(command.sub_cmd(interest._subject, "", interest._id))
+        if self._nc.is_connected:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self._nc.flush(timeout=5)
+
+    async def unsubscribe(self, user: str) -> None:
+        """Stop receiving `user`'s live messages."""
+        interest = self._interests.pop(user, None)
+        if interest is None:
+            return
+        nc: Any = self._nc
+        nc._subs.pop(interest._id, None)
+        if not self._nc.is_closed:
+            await nc._send_command(command.unsub_cmd(interest._id, 0))
+            await nc._flush_pending()
+
+    async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
+        """Send `data` to every process holding `user` (this one too, if it does)."""
+        await self._nc.publish(live_subject(user, SIGNAL), data, reply=reply)
+
+    async def gather(self, user: str, data: bytes, window: float) -> list[Msg]:
+        """Signal `user` and collect the answers that come back within `window` seconds."""
+        self._next_token += 1
+        token = str(self._next_token)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._replies[token] = queue
+        answers: list[Msg] = []
+        try:
+            await self.signal(user, data, reply=f"{self._inbox}.{token}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(window):
+                    while True:
+                        answers.append(await queue.get())
+        finally:
+            del self._replies[token]
+        return answers
+
+    async def answer(self, msg: Msg, data: bytes) -> None:
+        """Answer a signal that asked for answers."""
+        if msg.reply:
+            await self._nc.publish(msg.reply, data)
+
+    async def close(self) -> None:
+        """Drop every interest (before the connection drains)."""
+        for user in list(self._interests):
+            await self.unsubscribe(user)
+        if self._inbox_sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._inbox_sub.unsubscribe()
+            self._inbox_sub = None
+
+    async def _on_reply(self, msg: Msg) -> None:
+        queue = self._replies.get(msg.subject.rpartition(".")[2])
+        if queue is not None:
+            queue.put_nowait(msg)

@@ -1,0 +1,185 @@
+"""A user's timeline: order, keys that replace, retractions, expiry, and what the store trims."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tocsin.entry import Invalid, Notice, Retraction, decode, ttl_ns
+from tocsin.ids import encode_id, epoch_of
+from tocsin.timeline import Timeline, nothing_muted, visible
+
+EPOCH = epoch_of("timeline")
+NOW = time.time_ns()
+SECOND = 1_000_000_000
+
+
+def body(text: str = "t", **extra: object) -> bytes:
+    return json.dumps({"kind": "k.one", "subject_id": "s", "text": text, **extra}).encode()
+
+
+def timeline(cap: int = 1000, retention_s: int = 3600) -> Timeline:
+    return Timeline("alice", EPOCH, cap=cap, retention_ns=retention_s * SECOND)
+
+
+def add(
+    line: Timeline,
+    seq: int,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    at: int = NOW,
+) -> None:
+    """Append what is stored at `seq`: a notification unless `headers` make it a
+    retraction (then with an empty body unless `data` is given)."""
+    if data is None:
+        data = b"" if headers and "Tocsin-Retract" in headers else body(f"n{seq}")
+    line.append(decode(EPOCH, seq, at, headers, data), NOW)
+
+
+def live_ids(line: Timeline) -> list[str]:
+    return [n.id for n in line.notices(NOW)]
+
+
+def test_notices_newest_first_and_after_a_cursor() -> None:
+    line = timeline()
+    for seq in (3, 7, 9):
+        add(line, seq)
+    assert live_ids(line) == [encode_id(EPOCH, s) for s in (9, 7, 3)]
+    assert [e.seq for e in line.after(3)] == [7, 9]
+    assert [e.seq for e in line.after(4)] == [7, 9]
+    assert line.holds(7) and not line.holds(8)
+    assert line.known_to == 9
+
+
+def test_a_key_replaces_the_earlier_notification_with_it() -> None:
+    line = timeline()
+    add(line, 1, body("first", key="build:7"))
+    add(line, 2, body("other"))
+    add(line, 3, body("second", key="build:7"))
+    assert live_ids(line) == [encode_id(EPOCH, 3), encode_id(EPOCH, 2)]
+    newest = line.entries[-1]
+    assert isinstance(newest, Notice) and newest.supersedes == [1]
+    # A client that may show the first is told to drop it, in the same write, then
+    # gets the new one; a client that never had it gets only the new one.
+    frame = line.frame(newest, 2, NOW, nothing_muted)
+    first = encode_id(EPOCH, 1)
+    assert frame.startswith(b'event: retracted\ndata: {"ids":["%s"]}\n\n' % first.encode())
+    assert frame.endswith(b"\n\n") and b"id: " + encode_id(EPOCH, 3).encode() in frame
+    assert b"retracted" not in line.frame(newest, 0, NOW, nothing_muted)
+
+
+def test_a_retraction_by_key_and_by_id_and_its_frame() -> None:
+    line = timeline()
+    add(line, 1, body(key="invite:1"))
+    add(line, 2, body())
+    add(line, 3, headers={"Tocsin-Retract": f"invite:1,{encode_id(EPOCH, 2)},nothing-here"})
+    retraction = line.entries[-1]
+    assert isinstance(retraction, Retraction) and retraction.retracts == [1, 2]
+    assert live_ids(line) == []
+    assert line.frame(retraction, 2, NOW, nothing_muted) == (
+        b'id: %s\nevent: retracted\ndata: {"ids":["%s","%s"]}\n\n'
+        % (retraction.id.encode(), encode_id(EPOCH, 1).encode(), encode_id(EPOCH, 2).encode())
+    )
+    # A client whose cursor is before both never saw them: it is told nothing.
+    assert line.frame(retraction, 0, NOW, nothing_muted) == b""
+
+
+def test_a_retraction_of_another_epochs_id_or_an_already_retracted_one_finds_nothing() -> None:
+    line = timeline()
+    add(line, 1)
+    add(line, 2, headers={"Tocsin-Retract": encode_id(epoch_of("elsewhere"), 1)})
+    add(line, 3, headers={"Tocsin-Retract": encode_id(EPOCH, 1)})
+    add(line, 4, headers={"Tocsin-Retract": encode_id(EPOCH, 1)})
+    second, third, fourth = line.entries[1:]
+    assert isinstance(second, Retraction) and second.retracts == []
+    assert isinstance(third, Retraction) and third.retracts == [1]
+    assert isinstance(fourth, Retraction) and fourth.retracts == []
+
+
+def test_what_is_not_a_notification_or_retraction_is_invalid_but_keeps_its_place() -> None:
+    line = timeline()
+    add(line, 1, b"not json")
+    add(line, 2, b"x", headers={"Tocsin-Retract": "k"})
+    add(line, 3, headers={"Tocsin-Retract": "has space"})
+    add(line, 4, headers={"Tocsin-Retract": "k", "Nats-TTL": "5s"})
+    add(line, 5, body(key="k"), headers={"Nats-TTL": "5s"})
+    assert all(isinstance(e, Invalid) for e in line.entries)
+    assert line.known_to == 5 and live_ids(line) == []
+
+
+def test_expired_notifications_are_hidden() -> None:
+    line = timeline()
+    soon = datetime.fromtimestamp(NOW / 1e9, UTC) + timedelta(seconds=5)
+    add(line, 1, body(expires_at=soon.isoformat().replace("+00:00", "Z")))
+    notice = line.entries[0]
+    assert isinstance(notice, Notice)
+    assert visible(notice, NOW) and not visible(notice, NOW + 6 * SECOND)
+    assert json.loads(notice.json)["expires_at"].endswith("Z")
+
+
+def test_the_store_trims_by_cap_age_and_ttl_and_the_timeline_with_it() -> None:
+    line = timeline(cap=3, retention_s=60)
+    add(line, 1, at=NOW - 120 * SECOND)
+    add(line, 2, headers={"Nats-TTL": "1s"}, at=NOW - 2 * SECOND)
+    for seq in (3, 4, 5):
+        add(line, seq)
+    # 1 aged out, 2's TTL ran out (not counted by the store), and the cap keeps 3 of the rest.
+    assert [e.seq for e in line.entries] == [3, 4, 5]
+    assert line.trimmed_to == 1
+    add(line, 6)
+    assert [e.seq for e in line.entries] == [4, 5, 6]
+    assert line.trimmed_to == 3
+
+
+def test_ttl_values() -> None:
+    assert ttl_ns("30") == 30 * SECOND
+    assert ttl_ns("1m30s") == 90 * SECOND
+    assert ttl_ns("250ms") == SECOND // 4
+    assert ttl_ns("never") == 0 and ttl_ns(None) == 0 and ttl_ns("3x") == 0
+
+
+# One operation: publish (with a key from a small set, or none), or retract a key or a
+# recent sequence.
+Op = tuple[str, int]
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.integers(-1, 3)),
+        st.tuples(st.just("retract_key"), st.integers(0, 3)),
+        st.tuples(st.just("retract_seq"), st.integers(1, 40)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_keys_and_retractions_match_a_plain_model(script: list[Op]) -> None:
+    """Against the contract read plainly: a keyed publish replaces the live one with its
+    key; a retraction removes what it names; nothing removed ever comes back."""
+    line = timeline()
+    live: dict[int, str | None] = {}  # seq -> key, of what should be live
+    gone: set[int] = set()
+    for seq, (op, arg) in enumerate(script, start=1):
+        if op == "publish":
+            key = f"k{arg}" if arg >= 0 else None
+            add(line, seq, body(key=key) if key else body())
+            if key is not None:
+                gone.update(s for s, k in live.items() if k == key)
+                live = {s: k for s, k in live.items() if k != key}
+            live[seq] = key
+        elif op == "retract_key":
+            add(line, seq, headers={"Tocsin-Retract": f"k{arg}"})
+            gone.update(s for s, k in live.items() if k == f"k{arg}")
+            live = {s: k for s, k in live.items() if k != f"k{arg}"}
+        else:
+            add(line, seq, headers={"Tocsin-Retract": encode_id(EPOCH, arg)})
+            if arg in live:
+                gone.add(arg)
+                del live[arg]
+        shown = {n.seq for n in line.notices(NOW)}
+        assert shown == set(live)
+        assert not shown & gone

@@ -210,7 +210,8 @@ def _number(info: mi.IntType | mi.FloatType) -> str:
             )
             if bound is not None
         ]
-        text = f"{noun} {' and '.join(bounds)}" if bounds else noun
+        joined = " and ".join(bounds)
+        text = f"{noun} {'of ' if joined.startswith('at') else ''}{joined}" if bounds else noun
     if info.multiple_of is not None:
         text += f", a multiple of {_figure(info.multiple_of)}"
     return text

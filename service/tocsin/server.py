@@ -18,7 +18,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from . import telemetry
+from . import metrics_group, telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .banner import banner
@@ -151,9 +151,17 @@ def limit_unacknowledged(sock: socket.socket, heartbeat: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
 
 
-async def serve(settings: Settings, verifier: Verifier) -> None:
-    """One worker: Hypercorn serving the app until told to stop."""
+async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None = None) -> None:
+    """One worker: Hypercorn serving the app until told to stop.
+
+    A worker of `--workers N` is given its group's runtime directory, where it serves its own
+    metrics to its siblings, so that a scrape of any worker reports them all.
+    """
     telemetry.configure()
+    group = metrics_group.Group(group_dir) if group_dir is not None else None
+    if group is not None:
+        await group.start()
+        metrics_group.join(group)
     # At Python's default (a young collection every 700 allocations) the objects of requests
     # still in flight age into the oldest generation, and the full collections that follow
     # walk every open stream's objects, stalling all streams for 50-400 ms (docs/benchmarks.md).
@@ -192,18 +200,31 @@ async def serve(settings: Settings, verifier: Verifier) -> None:
         limit_unacknowledged(sock, settings.heartbeat)
     nats = [redact_url(url) for url in settings.nats_urls]
     log.info("listening", extra={"fields": {"bind": config.bind, "nats": nats}})
-    await worker_serve(
-        # Quart's `__call__` only forwards to `asgi_app` (where the stream endpoint sits): handing
-        # Hypercorn `asgi_app` saves every open stream a coroutine frame.
-        wrap_app(app.asgi_app, config.wsgi_max_body_size, "asgi"),
-        config,
-        sockets=sockets,
-        shutdown_trigger=shutdown_trigger,
-    )
+    try:
+        await worker_serve(
+            # Quart's `__call__` only forwards to `asgi_app` (where the stream endpoint sits):
+            # handing Hypercorn `asgi_app` saves every open stream a coroutine frame.
+            wrap_app(app.asgi_app, config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        if group is not None:
+            metrics_group.join(None)
+            await group.stop()
     telemetry.shutdown()
 
 
 def _run_workers(settings: Settings, verifier: Verifier) -> int:
+    group_dir = metrics_group.prepare(settings.data_dir, os.getpid())
+    try:
+        return _fork_workers(settings, verifier, group_dir)
+    finally:
+        metrics_group.remove(group_dir)
+
+
+def _fork_workers(settings: Settings, verifier: Verifier, group_dir: Path) -> int:
     children: set[int] = set()
     for _ in range(settings.workers):
         pid = os.fork()
@@ -215,7 +236,7 @@ def _run_workers(settings: Settings, verifier: Verifier) -> int:
                 die_with_parent()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_DFL)
-                uvloop.run(serve(settings, verifier))
+                uvloop.run(serve(settings, verifier, group_dir))
             except Failure as failure:
                 print(f"tocsin serve: {failure.message}", file=sys.stderr, flush=True)
                 status = failure.status

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tocsin.cli import Parser, build_parser, parse, settings_from
+from tocsin.cli import build_parser, parse, settings_from
 from tocsin.exits import MEANING, Exit, Failure
+from tocsin.flags import Parser
 from tocsin.settings import Settings
 
 COMMANDS = ("serve", "token", "publish", "tail")

@@ -217,7 +217,14 @@ async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None =
 
 
 def _run_workers(settings: Settings, verifier: Verifier) -> int:
-    group_dir = metrics_group.prepare(settings.data_dir, os.getpid())
+    try:
+        group_dir = metrics_group.prepare(settings.data_dir, os.getpid())
+    except OSError as err:
+        raise Failure(
+            Exit.ADDRESS_IN_USE,
+            f"cannot make the workers' metrics sockets under {settings.data_dir}: "
+            f"{err.strerror or err}; --data-dir must be writable",
+        ) from None
     try:
         return _fork_workers(settings, verifier, group_dir)
     finally:

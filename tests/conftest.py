@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,15 @@ from tocsin import telemetry
 from tocsin.embedded import EmbeddedNats
 
 from support import Recorded, Tocsin, TocsinFactory
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port that a listening socket holds for the test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture

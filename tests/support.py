@@ -35,6 +35,29 @@ SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 VERIFIER = Verifier(secret=SECRET)
 
 
+def run_cli(
+    *args: str, secret: str | None = SECRET, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `tocsin ARGS` as its own process (signing with `secret`); its completed process."""
+    key = ("--jwt-secret", secret) if secret else ()
+    return subprocess.run(
+        [sys.executable, "-m", "tocsin", *args, *key],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def spawn_cli(*args: str, secret: str = SECRET) -> asyncio.subprocess.Process:
+    """Start `tocsin ARGS` (signing with `secret`) with its stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tocsin", *args, "--jwt-secret", secret),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 def user_token(user: str, ttl: int = 3600) -> str:
     """A subscriber token for `user` signed with the tests' secret."""
     return VERIFIER.mint(subscriber_claims(user, ttl))

@@ -2,6 +2,9 @@
 # Runs every `tocsin bench` command that docs/benchmarks.md quotes, one after the other
 # (three times where the doc gives a median of 3), saving each output with the load
 # average at its start. Usage: ops/bench/campaign.sh OUTPUT_DIR   (about 35 minutes)
+# With PEER_URL set to a running server of the seed's design (docs/benchmarks.md,
+# "Comparing with the seed's design"), `compare` runs three times first (a few minutes
+# more): PEER_URL=http://127.0.0.1:3000 ops/bench/campaign.sh OUTPUT_DIR
 set -u
 out=${1:?usage: $0 OUTPUT_DIR}
 mkdir -p "$out"
@@ -19,6 +22,13 @@ run() {
   echo "$name: $(tail -n 1 "$out/$name.txt")"
 }
 
+if [ -n "${PEER_URL:-}" ]; then
+  for i in 1 2 3; do
+    run "compare-$i" compare --against "$PEER_URL"
+  done
+else
+  echo "compare: skipped (PEER_URL is not set)"
+fi
 for i in 1 2 3; do
   run "native-sampled-$i" native --nats-sync default --trace-ratio 0.01
   run "fanout-batch-$i" fanout --batch 10 --nats-sync default --trace-ratio 0.01

@@ -113,7 +113,10 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(telemetry.prometheus_text(), content_type=telemetry.PROMETHEUS_CONTENT_TYPE)
+        # This process's metrics, or with --workers those of every worker (metrics_group).
+        from .metrics_group import scrape
+
+        return Response(await scrape(), content_type=telemetry.PROMETHEUS_CONTENT_TYPE)
 
     @app.get("/readyz")
     async def readyz() -> Response:

@@ -26,6 +26,8 @@ from .store import StoreUnavailable
 CLIENT_DIR = Path(__file__).parent / "client"
 CLIENT_FILES = {
     "tocsin.js": "text/javascript",
+    # Its types, for TypeScript applications (generated from tocsin.js's JSDoc).
+    "tocsin.d.ts": "application/typescript",
     "tocsin.css": "text/css",
 }
 DEV_TOKEN_TTL = 8 * 3600

@@ -1,150 +1,277 @@
-"""The `tocsin` command: serve, token, publish, tail."""
+"""The `tocsin` command: serve, token, publish, tail (and bench, from a checkout).
+
+Every flag can also be set as a TOCSIN_<FLAG> variable (upper case, '-' as '_'); a flag on
+the command line wins. Every failure is one line on stderr and an exit status of its own:
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .settings import Settings, parse_duration
+from .exits import Exit, Failure, statuses
+from .flags import (
+    DEFAULTS,
+    SETTINGS_FIELDS,
+    AtLeastOne,
+    AtLeastZero,
+    NatsSync,
+    Parser,
+    Port,
+    Rate,
+    Replicas,
+    add,
+    address,
+    duration,
+    json_object,
+    resolve,
+    typed,
+    urls,
+)
+from .model import UserId
+from .settings import DEFAULT_NATS_LISTEN, Settings, format_duration
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-NATS_SYNC_CHOICES = ("always", "default")
 
-
-def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get("TOCSIN_" + flag.upper().replace("-", "_"), default)
-
-
-def _urls(text: str | None) -> tuple[str, ...]:
-    return tuple(u.strip() for u in (text or "").split(",") if u.strip())
-
-
-def _add_key_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_key_flags(parser: Parser) -> None:
+    add(
+        parser,
         "--data-dir",
-        default=_env("data-dir", ".tocsin"),
-        help="where the embedded NATS store and the generated JWT secret live",
+        "where the embedded NATS store, its URL (nats-url) and the generated JWT secret live",
+        field="data_dir",
+        parse=Path,
     )
-    parser.add_argument(
-        "--jwt-secret", default=_env("jwt-secret"), help="HS256 shared secret for tokens"
-    )
-    parser.add_argument(
+    add(parser, "--jwt-secret", "HS256 shared secret for tokens", field="jwt_secret")
+    add(
+        parser,
         "--jwt-public-key",
-        default=_env("jwt-public-key"),
-        help="PEM public key (or a path to one) for RS/ES/EdDSA tokens",
+        "PEM public key (or a path to one) for RS/ES/EdDSA tokens",
+        field="jwt_public_key",
     )
-    parser.add_argument("--jwks-url", default=_env("jwks-url"), help="JWKS URL for tokens")
+    add(parser, "--jwks-url", "JWKS URL for tokens", field="jwks_url")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every `tocsin` subcommand."""
-    parser = argparse.ArgumentParser(prog="tocsin", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the service")
-    serve.add_argument("--host", default=_env("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
-    serve.add_argument("--workers", type=int, default=int(_env("workers", "1") or 1))
-    serve.add_argument(
+def _serve_flags(serve: Parser) -> None:
+    add(serve, "--host", "address to listen on (0.0.0.0: every interface)", field="host")
+    add(serve, "--port", "port to listen on", field="port", parse=typed(Port))
+    add(
+        serve,
+        "--workers",
+        "worker processes sharing the port",
+        field="workers",
+        parse=typed(AtLeastOne),
+    )
+    add(
+        serve,
         "--nats-url",
-        default=_env("nats-url"),
-        help="NATS URL(s), comma-separated; without, an embedded nats-server runs",
+        "NATS URL(s), comma-separated; without, an embedded nats-server runs",
+        field="nats_urls",
+        parse=urls,
+        metavar="URL[,URL...]",
     )
-    serve.add_argument(
+    add(
+        serve,
+        "--nats-listen",
+        "where the embedded nats-server listens; when the default is taken, a free port "
+        "(said on start and written to DATA_DIR/nats-url)",
+        field="nats_listen",
+        parse=address,
+        show=lambda value: value or DEFAULT_NATS_LISTEN,
+        metavar="HOST:PORT",
+    )
+    add(
+        serve,
         "--nats-sync",
-        choices=NATS_SYNC_CHOICES,
-        default=_env("nats-sync", "always"),
-        help="embedded nats-server fsync: 'always' (each write, survives power loss) "
+        "embedded nats-server fsync: 'always' (each write, survives power loss) "
         "or 'default' (nats-server's 2-minute interval, faster)",
+        field="nats_sync",
+        parse=typed(NatsSync),
     )
-    serve.add_argument("--stream", default=_env("stream", "TOCSIN"))
-    serve.add_argument("--replicas", type=int, default=int(_env("replicas", "1") or 1))
-    serve.add_argument("--retention", default=_env("retention", "7d"))
-    serve.add_argument(
-        "--per-user-max", type=int, default=int(_env("per-user-max", "1000") or 1000)
+    add(
+        serve,
+        "--stream",
+        "JetStream stream name; the read markers' bucket is <stream>_READ",
+        field="stream",
     )
-    serve.add_argument("--heartbeat", default=_env("heartbeat", "15s"))
-    serve.add_argument(
-        "--max-conns-per-user", type=int, default=int(_env("max-conns-per-user", "5") or 5)
+    add(
+        serve,
+        "--replicas",
+        "stream and bucket replicas (3 on a 3-node cluster)",
+        field="replicas",
+        parse=typed(Replicas),
     )
-    serve.add_argument("--replay-max", type=int, default=int(_env("replay-max", "500") or 500))
-    serve.add_argument(
-        "--publish-rate",
-        type=float,
-        default=float(_env("publish-rate", "10000") or 10000),
-        help="notifications per second one publisher may send over HTTP (0: no limit)",
+    add(
+        serve,
+        "--retention",
+        "how long notifications are kept (s, m, h, d)",
+        field="retention",
+        parse=duration,
+        show=format_duration,
     )
-    serve.add_argument(
+    add(
+        serve,
+        "--per-user-max",
+        "stored notifications kept per user; the oldest go first",
+        field="per_user_max",
+        parse=typed(AtLeastOne),
+    )
+    add(
+        serve,
+        "--heartbeat",
+        "interval of the ': ping' comment on idle streams",
+        field="heartbeat",
+        parse=duration,
+        show=format_duration,
+    )
+    add(
+        serve,
+        "--max-conns-per-user",
+        "open streams per user; one more evicts the oldest",
+        field="max_conns_per_user",
+        parse=typed(AtLeastOne),
+    )
+    add(
+        serve,
+        "--replay-max",
+        "most notifications replayed on a reconnect; past it the client gets 'reset'",
+        field="replay_max",
+        parse=typed(AtLeastZero),
+    )
+    add(
+        serve,
         "--replay-cache",
-        type=int,
-        default=int(_env("replay-cache", "150000") or 150_000),
-        help="newest notifications each process keeps in memory to answer reconnects "
-        "without reading the store (0: always read the store)",
+        "newest notifications each process keeps in memory to answer reconnects without "
+        "reading the store (0: always read the store)",
+        field="replay_cache",
+        parse=typed(AtLeastZero),
     )
-    serve.add_argument(
+    add(
+        serve,
         "--linger",
-        default=_env("linger", "30s"),
-        help="how long a process keeps following a user after their last stream closed, "
-        "so a quick reconnect is answered from memory",
+        "how long a process keeps following a user after their last stream closed, so a "
+        "quick reconnect is answered from memory",
+        field="linger",
+        parse=duration,
+        show=format_duration,
     )
-    serve.add_argument(
+    add(
+        serve,
         "--tail-check",
-        default=_env("tail-check", "60s"),
-        help="how often each followed user's newest stored message is checked, to find "
-        "a live message lost in transit",
+        "how often each followed user's newest stored message is checked, to find a live "
+        "message lost on its way",
+        field="tail_check",
+        parse=duration,
+        show=format_duration,
     )
-    serve.add_argument(
+    add(
+        serve,
         "--client-buffer",
-        type=int,
-        default=int(_env("client-buffer", "1024") or 1024),
-        help="notifications queued for one stream before its client counts as too slow",
+        "notifications queued for one stream before its client counts as too slow",
+        field="client_buffer",
+        parse=typed(AtLeastOne),
     )
-    serve.add_argument("--cors-origin", action="append", default=list(_urls(_env("cors-origin"))))
-    serve.add_argument(
+    add(
+        serve,
+        "--publish-rate",
+        "notifications per second one publisher may send over HTTP (0: no limit)",
+        field="publish_rate",
+        parse=typed(Rate),
+        show=lambda value: f"{value:g}",
+    )
+    add(
+        serve,
+        "--cors-origin",
+        "an origin allowed to call tocsin from the browser; repeatable (comma-separated in "
+        "the variable)",
+        field="cors_origins",
+        kind="append",
+        metavar="ORIGIN",
+    )
+    add(
+        serve,
         "--dev-login",
-        action="store_true",
-        default=_env("dev-login", "") == "1",
-        help="development only: POST /dev/login signs anyone in, POST /dev/notify sends to them",
+        "development only: POST /dev/login signs anyone in, POST /dev/notify sends to them",
+        field="dev_login",
+        kind="switch",
     )
     _add_key_flags(serve)
 
-    token = commands.add_parser("token", help="print a JWT signed with tocsin's key")
-    who = token.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="a subscriber token for this user")
-    who.add_argument("--publisher", action="store_true", help="a publisher token")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+
+def build_parser() -> Parser:
+    """The argument parser of every `tocsin` subcommand."""
+    epilog = "exit statuses:\n" + statuses()
+    parser = Parser(prog="tocsin", description=__doc__, epilog=epilog)
+    parser.add_argument("--version", action="version", version=f"tocsin {version('tocsin')}")
+    # Typed as plain parsers for `tocsin_bench.add_parser`; they are `Parser`s all the same.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
+
+    def command(name: str, summary: str) -> Parser:
+        sub = commands.add_parser(name, help=summary, description=summary, epilog=epilog)
+        assert isinstance(sub, Parser)  # add_subparsers makes parsers of the parent's class
+        return sub
+
+    _serve_flags(command("serve", "run the service"))
+
+    token = command("token", "print a JWT signed with tocsin's key")
+    add(token, "--user", "a subscriber token for this user", parse=typed(UserId), metavar="USER_ID")
+    add(token, "--publisher", "a publisher token instead (may POST /notifications)", kind="switch")
+    add(token, "--ttl", "lifetime in seconds", field="token_ttl", parse=typed(AtLeastOne))
     _add_key_flags(token)
 
-    publish = commands.add_parser("publish", help="publish one notification, print its id")
-    publish.add_argument("--user", required=True)
-    publish.add_argument("--kind", required=True)
-    publish.add_argument("--subject-id", required=True)
-    publish.add_argument("--text", required=True)
-    publish.add_argument("--actor-id")
-    publish.add_argument("--meta", help="a JSON object")
-    publish.add_argument(
-        "--url",
-        default=_env("url", DEFAULT_URL),
-        help="tocsin's HTTP address (used unless --nats-url is given)",
+    publish = command("publish", "publish one notification, print its id")
+    add(publish, "--user", "the recipient's user id", required=True, metavar="USER_ID")
+    add(publish, "--kind", "what happened, e.g. comment.created", required=True)
+    add(publish, "--subject-id", "what the user clicks on, e.g. doc_42", required=True)
+    add(publish, "--text", "the text the user reads", required=True)
+    add(publish, "--actor-id", "who did the thing")
+    add(
+        publish,
+        "--meta",
+        "a JSON object passed through untouched",
+        parse=json_object,
+        metavar="JSON",
     )
-    publish.add_argument(
+    add(publish, "--url", "tocsin's HTTP address (unless --nats or --nats-url)", field="url")
+    add(
+        publish,
+        "--nats",
+        "publish natively to the NATS of the tocsin serving from --data-dir (its embedded "
+        "nats-server, found in DATA_DIR/nats-url)",
+        kind="switch",
+    )
+    add(
+        publish,
         "--nats-url",
-        default=_env("nats-url"),
-        help="publish straight to this NATS instead of over HTTP",
+        "publish natively to this NATS (comma-separated URLs) instead of over HTTP",
+        field="nats_urls",
+        parse=urls,
+        metavar="URL[,URL...]",
     )
-    publish.add_argument("--stream", default=_env("stream", "TOCSIN"))
+    add(publish, "--stream", "JetStream stream to publish to natively", field="stream")
     _add_key_flags(publish)
 
-    tail = commands.add_parser("tail", help="follow a user's stream in the terminal")
-    tail.add_argument("--user", required=True)
-    tail.add_argument("--last-event-id")
-    tail.add_argument("--url", default=_env("url", DEFAULT_URL))
+    tail = command("tail", "follow a user's stream in the terminal")
+    add(
+        tail,
+        "--user",
+        "whose stream to follow",
+        required=True,
+        parse=typed(UserId),
+        metavar="USER_ID",
+    )
+    add(
+        tail, "--last-event-id", "resume after this notification id (else start live)", metavar="ID"
+    )
+    add(tail, "--url", "tocsin's HTTP address", field="url")
+    add(tail, "--json", "print each event's raw frame: '<event> <id> <data>'", kind="switch")
     _add_key_flags(tail)
 
     try:
@@ -152,145 +279,101 @@ def build_parser() -> argparse.ArgumentParser:
         # present in a checkout, absent from an installed wheel.
         from tocsin_bench import add_parser as add_bench_parser
     except ImportError:
-        commands.add_parser(
-            "bench", help="load scenarios (only from a checkout of tocsin: service/tocsin_bench)"
-        )
+        command("bench", "load scenarios (only from a checkout of tocsin: service/tocsin_bench)")
     else:
         add_bench_parser(commands)
     return parser
 
 
+def parse(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.Namespace:
+    """Read the command line and the TOCSIN_* variables; raise `Failure` if they are wrong."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        prog = f"{parser.prog} {args.command}"
+        raise Failure(
+            Exit.USAGE, f"{prog}: unknown arguments: {' '.join(unknown)}; see `{prog} --help`"
+        )
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    resolve(subparsers.choices[args.command], args, environ)
+    return args
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings that parsed flags (and `TOCSIN_*` variables) describe."""
-    if args.nats_sync not in NATS_SYNC_CHOICES:
-        raise ValueError(f"--nats-sync must be one of {', '.join(NATS_SYNC_CHOICES)}")
-    if args.replay_cache < 0:
-        raise ValueError("--replay-cache must be 0 or more")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        nats_urls=_urls(args.nats_url),
-        data_dir=Path(args.data_dir),
-        nats_sync=args.nats_sync,
-        stream=args.stream,
-        replicas=args.replicas,
-        retention=parse_duration(args.retention),
-        per_user_max=args.per_user_max,
-        heartbeat=parse_duration(args.heartbeat),
-        max_conns_per_user=args.max_conns_per_user,
-        replay_max=args.replay_max,
-        replay_cache=args.replay_cache,
-        linger=parse_duration(args.linger),
-        tail_check=parse_duration(args.tail_check),
-        client_buffer=args.client_buffer,
-        publish_rate=args.publish_rate,
-        jwt_secret=args.jwt_secret,
-        jwt_public_key=args.jwt_public_key,
-        jwks_url=args.jwks_url,
-        cors_origins=tuple(args.cors_origin),
-        dev_login=args.dev_login,
-    )
-
-
-def _key_settings(args: argparse.Namespace) -> Settings:
-    return Settings(
-        data_dir=Path(args.data_dir),
-        jwt_secret=args.jwt_secret,
-        jwt_public_key=args.jwt_public_key,
-        jwks_url=args.jwks_url,
-    )
+    return Settings(**{k: v for k, v in vars(args).items() if k in SETTINGS_FIELDS})
 
 
 def _mint(args: argparse.Namespace, claims: dict[str, Any]) -> str:
     from .server import make_verifier
 
-    return make_verifier(_key_settings(args)).mint(claims)
+    verifier = make_verifier(settings_from(args))
+    try:
+        return verifier.mint(claims)
+    except ValueError:
+        raise Failure(
+            Exit.KEY,
+            "tocsin can sign tokens only with the shared secret: pass --jwt-secret (or leave "
+            "every key flag out to use the secret in --data-dir); with --jwt-public-key or "
+            "--jwks-url your identity provider signs them",
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tocsin` console script."""
     from . import logs
-    from .auth import publisher_claims, subscriber_claims
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse(argv, dict(os.environ))
+    except Failure as failure:
+        print(failure.message, file=sys.stderr)
+        return failure.status
     logs.configure()
     try:
-        if args.command == "serve":
-            from .server import run
-
-            return run(settings_from(args))
-        if args.command == "token":
-            claims = (
-                publisher_claims(args.ttl)
-                if args.publisher
-                else subscriber_claims(args.user, args.ttl)
-            )
-            print(_mint(args, claims))
-            return 0
-        if args.command == "publish":
-            return asyncio.run(_publish(args))
-        if args.command == "tail":
-            from .tail import tail
-
-            token = _mint(args, subscriber_claims(args.user, 3600))
-            return asyncio.run(tail(args.url, token, args.last_event_id))
-        if args.command == "bench":
-            try:
-                from tocsin_bench import run as run_bench
-            except ImportError:
-                print(
-                    "tocsin: `tocsin bench` runs from a checkout of tocsin "
-                    "(service/tocsin_bench is not installed with the package)",
-                    file=sys.stderr,
-                )
-                return 2
-            return run_bench(args)
-    except ValueError as err:
-        print(f"tocsin: {err}", file=sys.stderr)
-        return 2
+        return _run(args)
+    except Failure as failure:
+        print(f"tocsin {args.command}: {failure.message}", file=sys.stderr)
+        return failure.status
     except KeyboardInterrupt:
-        return 130
-    return 2
+        return Exit.INTERRUPTED
 
 
-async def _publish(args: argparse.Namespace) -> int:
-    import httpx
+def _run(args: argparse.Namespace) -> int:
+    from .auth import publisher_claims, subscriber_claims
 
-    from .auth import publisher_claims
-    from .model import decode_publish_request
+    if args.command == "serve":
+        from .server import run
 
-    meta = json.loads(args.meta) if args.meta else {}
-    request: dict[str, Any] = {
-        "recipients": [args.user],
-        "kind": args.kind,
-        "subject_id": args.subject_id,
-        "text": args.text,
-        "actor_id": args.actor_id,
-        "meta": meta,
-    }
-    body = decode_publish_request(json.dumps(request).encode())
-    if args.nats_url:
-        from .publisher import Publisher
-        from .store import connect
+        return run(settings_from(args))
+    if args.command == "token":
+        if not args.publisher and args.user is None:
+            raise Failure(Exit.USAGE, "say whose token: --user USER_ID, or --publisher")
+        claims = (
+            publisher_claims(args.token_ttl)
+            if args.publisher
+            else subscriber_claims(args.user, args.token_ttl)
+        )
+        print(_mint(args, claims))
+        return Exit.OK
+    if args.command == "publish":
+        from .produce import publish
 
-        nc = await connect(_urls(args.nats_url), name="tocsin-publish")
+        return asyncio.run(publish(args, lambda: _mint(args, publisher_claims(60))))
+    if args.command == "tail":
+        from .tail import tail
+
+        def token() -> str:
+            return _mint(args, subscriber_claims(args.user, DEFAULTS.token_ttl))
+
+        return asyncio.run(tail(args.url, token, args.last_event_id, raw=args.json))
+    if args.command == "bench":
         try:
-            publisher = await Publisher.connect(nc, args.stream)
-            ids = await publisher.publish(body.recipients, body.body())
-        finally:
-            await nc.close()
-    else:
-        token = _mint(args, publisher_claims(60))
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(
-                args.url.rstrip("/") + "/notifications",
-                json=request,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        if response.status_code != 202:
-            print(f"tocsin: {response.status_code} {response.text}", file=sys.stderr)
-            return 1
-        ids = response.json()["ids"]
-    print(ids[0])
-    return 0
+            from tocsin_bench import run as run_bench
+        except ImportError:
+            raise Failure(
+                Exit.USAGE,
+                "`tocsin bench` runs from a checkout of tocsin "
+                "(service/tocsin_bench is not installed with the package)",
+            ) from None
+        return run_bench(args)
+    raise Failure(Exit.USAGE, f"unknown command {args.command!r}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -14,9 +16,15 @@ import sysconfig
 import time
 from pathlib import Path
 
+from .exits import Exit, Failure
+from .settings import DEFAULT_NATS_LISTEN, Settings, parse_address
+
 log = logging.getLogger("tocsin.embedded")
 
 _PR_SET_PDEATHSIG = 1
+# The embedded server's client URL, in the data dir while it runs: `tocsin publish --nats`
+# and producers on the same host read it instead of being told.
+NATS_URL_FILE = "nats-url"
 
 
 def nats_server_binary() -> str:
@@ -37,6 +45,108 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def address_free(host: str, port: int) -> bool:
+    """Whether nothing listens on `host:port` (a listener may bind it now)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        # As nats-server does: a closed connection still in TIME_WAIT does not hold the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return False
+            raise
+        return True
+
+
+def listen_address(settings: Settings) -> tuple[str, int, str | None]:
+    """Where the embedded server listens: `--nats-listen`, else DEFAULT_NATS_LISTEN when free,
+    else a free port; the third item says why the default was not used.
+
+    An address the operator chose is theirs: when it is taken, starting fails. The default
+    is a convenience: when it is taken (another NATS on this host, a second tocsin) tocsin
+    still starts, says so in one line, and writes the address it got to the data dir.
+    """
+    chosen = settings.nats_listen
+    host, port = parse_address(chosen or DEFAULT_NATS_LISTEN)
+    try:
+        free = address_free(host, port)
+    except OSError as err:
+        raise Failure(
+            Exit.ADDRESS_IN_USE, f"the embedded NATS cannot listen on {host}:{port}: {err}"
+        ) from None
+    if free:
+        return host, port, None
+    if chosen:
+        raise Failure(
+            Exit.ADDRESS_IN_USE,
+            f"--nats-listen {chosen} is already in use (another NATS or tocsin?); "
+            "pick a free HOST:PORT, or leave --nats-listen out to take any free port",
+        )
+    port = free_port(host)
+    return (
+        host,
+        port,
+        (
+            f"{DEFAULT_NATS_LISTEN} is in use (another NATS or tocsin?): the embedded NATS "
+            f"listens on {host}:{port} instead; --nats-listen HOST:PORT picks one, "
+            "--nats-url uses a NATS you run"
+        ),
+    )
+
+
+def start_embedded(
+    settings: Settings, address: tuple[str, int, str | None] | None = None
+) -> EmbeddedNats:
+    """Start the embedded server of `settings` (at `address`, from `listen_address`) and note
+    its URL in the data dir."""
+    host, port, fallback = address or listen_address(settings)
+    if fallback is not None:
+        log.warning(fallback)
+    server = EmbeddedNats(
+        settings.data_dir / "nats", host=host, port=port, sync_always=settings.nats_sync == "always"
+    )
+    server.note = fallback
+    try:
+        server.start()
+    except Failure:
+        if settings.nats_listen or address_free(host, port):
+            raise
+        # Taken between the check and the start (another tocsin starting at the same moment).
+        server.port = free_port(host)
+        server.note = (
+            f"{host}:{port} was taken meanwhile: the embedded NATS listens on {server.url}"
+        )
+        log.warning(server.note)
+        server.start()
+    write_url(settings.data_dir, server.url)
+    return server
+
+
+def write_url(data_dir: Path, url: str) -> None:
+    """Note the embedded server's URL in `data_dir` (replaced whole, never half-written)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    draft = data_dir / f".{NATS_URL_FILE}.{os.getpid()}"
+    draft.write_text(url + "\n")
+    draft.replace(data_dir / NATS_URL_FILE)
+
+
+def read_url(data_dir: Path) -> str | None:
+    """The URL of the embedded server noted in `data_dir`, if one is."""
+    try:
+        return (data_dir / NATS_URL_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def forget_url(data_dir: Path, url: str) -> None:
+    """Remove the note of `url` from `data_dir` (not a newer server's note)."""
+    if read_url(data_dir) == url:
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / NATS_URL_FILE).unlink()
 
 
 def die_with_parent() -> None:
@@ -63,6 +173,8 @@ class EmbeddedNats:
         self.port = port or free_port(host)
         self.sync_always = sync_always
         self.process: subprocess.Popen[bytes] | None = None
+        # Why the server does not listen where it was meant to, for `tocsin serve` to say.
+        self.note: str | None = None
 
     @property
     def url(self) -> str:
@@ -75,9 +187,14 @@ class EmbeddedNats:
         config = self.store_dir / "nats-server.conf"
         config.write_text(self._config())
         log_path = self.store_dir / "nats-server.log"
+        try:
+            binary = nats_server_binary()
+        except FileNotFoundError as err:
+            raise Failure(Exit.NATS_FAILED, str(err)) from None
+        start_of_log = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(config)],
+                [binary, "-c", str(config)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -86,8 +203,11 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"nats-server exited with {self.process.returncode}; see {log_path}"
+                said = _last_line(log_path, start_of_log)
+                raise Failure(
+                    Exit.NATS_FAILED,
+                    f"the embedded nats-server exited with {self.process.returncode}"
+                    f"{': ' + said if said else ''} (log: {log_path})",
                 )
             with (
                 contextlib.suppress(OSError),
@@ -101,7 +221,11 @@ class EmbeddedNats:
                     return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"nats-server did not start within {timeout} s; see {log_path}")
+        raise Failure(
+            Exit.NATS_FAILED,
+            f"the embedded nats-server did not accept connections within {timeout:g} s "
+            f"(log: {log_path})",
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout`)."""
@@ -122,3 +246,12 @@ class EmbeddedNats:
             f'host: "{self.host}"\nport: {self.port}\n'
             f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n'
         )
+
+
+def _last_line(log_path: Path, start: int) -> str:
+    """The last line nats-server wrote to its log since `start` (where it says why it quit)."""
+    with contextlib.suppress(OSError), open(log_path, "rb") as log_file:
+        log_file.seek(start)
+        lines = log_file.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+    return ""

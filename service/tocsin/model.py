@@ -8,6 +8,8 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from .wording import Words, explain
+
 # Python's `$` also matches before a final newline, JSON Schema's (ECMA 262) does not;
 # `(?!\n)` makes msgspec refuse "abc\n" too, and changes nothing for ECMA.
 # A user's notifications live on `tocsin.user.<user_id>` (contract §3).
@@ -18,6 +20,8 @@ LIVE_PREFIX = "tocsin.live."
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$(?!\n)"
 KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$(?!\n)"
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$(?!\n)"
+NOTIFICATION_ID_PATTERN = "^ntf_[A-Za-z0-9_-]+$"
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 META_MAX_BYTES = 4096
 MAX_RECIPIENTS = 1000
 
@@ -81,7 +85,7 @@ NotificationId = Annotated[
     str,
     msgspec.Meta(
         max_length=40,
-        pattern="^ntf_[A-Za-z0-9_-]+$",
+        pattern=NOTIFICATION_ID_PATTERN,
         description="Opaque id assigned by tocsin; encodes the stream epoch and sequence.",
     ),
 ]
@@ -115,7 +119,7 @@ class PublishRequest(NotificationBody, forbid_unknown_fields=True, kw_only=True)
 Timestamp = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
+        pattern=TIMESTAMP_PATTERN,
         description="RFC 3339 UTC timestamp: the producer's, else when it was stored.",
     ),
 ]
@@ -202,32 +206,44 @@ _read_decoder = msgspec.json.Decoder(ReadRequest)
 _encoder = msgspec.json.Encoder()
 
 
-def _field_of(error: msgspec.ValidationError) -> str:
-    # msgspec says "<problem> - at `$.path`", and names a missing or unknown key
-    # in the problem itself; the field at fault is the path plus that key.
-    problem, _, at = str(error).partition(" - at `")
-    path = at.rstrip("`") or "$"
-    named = re.match(r"Object (?:missing required|contains unknown) field `(.*)`$", problem)
-    return f"{path}.{named.group(1)}" if named else path
+# How validation errors name what a string of each pattern must be (`wording.explain`). A
+# pattern of one character class, such as KIND_PATTERN, is read by itself: it needs an entry
+# only to be given a noun. tests/unit/test_wording.py fails for a pattern with no words.
+PATTERN_WORDS: dict[str, Words] = {
+    USER_ID_PATTERN: Words("a user id"),
+    NOTIFICATION_ID_PATTERN: Words(
+        "a notification id as tocsin gave it out",
+        "'ntf_' and then letters, digits, '_' or '-', at most 40 characters in all",
+    ),
+    TIMESTAMP_PATTERN: Words("an RFC 3339 UTC timestamp", "such as 2026-06-07T14:32:11Z"),
+}
 
 
 def decode_json(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
-    """Decode `data` with `decoder`; raise `InvalidInput` naming the field at fault."""
+    """Decode `data` with `decoder`; raise `InvalidInput` saying in words what the field at
+    fault must be, with its JSON path."""
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as error:
-        raise InvalidInput(str(error), _field_of(error)) from None
+        raise InvalidInput(*explain(error, decoder.type, PATTERN_WORDS)) from None
     except msgspec.DecodeError as error:
-        raise InvalidInput(f"Body is not valid JSON: {error}", "$") from None
+        problem = str(error)
+        raise InvalidInput(
+            f"the body must be JSON ({problem[:1].lower()}{problem[1:]})", "$"
+        ) from None
 
 
 def _check_common(body: NotificationBody) -> None:
-    if body.created_at is not None and body.created_at.utcoffset() != timedelta(0):
-        raise InvalidInput("created_at must be in UTC", "$.created_at")
-    if body.expires_at is not None and body.expires_at.utcoffset() != timedelta(0):
-        raise InvalidInput("expires_at must be in UTC", "$.expires_at")
+    for name, moment in (("created_at", body.created_at), ("expires_at", body.expires_at)):
+        if moment is not None and moment.utcoffset() != timedelta(0):
+            raise InvalidInput(
+                f"{name} must be in UTC: end in Z (or +00:00), such as 2026-06-07T14:32:11Z",
+                f"$.{name}",
+            )
     if len(_encoder.encode(body.meta)) > META_MAX_BYTES:
-        raise InvalidInput(f"meta is larger than {META_MAX_BYTES} bytes encoded", "$.meta")
+        raise InvalidInput(
+            f"meta must be a JSON object of at most {META_MAX_BYTES} bytes encoded", "$.meta"
+        )
 
 
 def decode_body(data: bytes) -> NotificationBody:

@@ -18,9 +18,33 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
 
 
+def format_duration(seconds: float) -> str:
+    """`seconds` as an operator writes it: the largest unit that divides it (`7d`, `15s`)."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{round(seconds * 1000, 3):g}ms"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """The host and port of `HOST:PORT` (`[::1]:4222` for an IPv6 host)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"not an address: {text!r} (use HOST:PORT, e.g. 127.0.0.1:4222)")
+    return host, int(port)
+
+
+# Where the embedded nats-server listens unless told: NATS's own default port, so that
+# producers and the `nats` CLI find it as they would any local NATS.
+DEFAULT_NATS_LISTEN = "127.0.0.1:4222"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything `tocsin serve` is told, in one place (flags and `TOCSIN_*` variables)."""
+    """Everything `tocsin` is told, in one place (flags and `TOCSIN_*` variables): the
+    defaults of every command's flags are the defaults here."""
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -28,6 +52,8 @@ class Settings:
     nats_urls: tuple[str, ...] = ()
     data_dir: Path = Path(".tocsin")
     nats_sync: str = "always"
+    # None: DEFAULT_NATS_LISTEN, or a free port when something else holds that one.
+    nats_listen: str | None = None
     stream: str = "TOCSIN"
     replicas: int = 1
     retention: float = 7 * 86400.0
@@ -49,6 +75,13 @@ class Settings:
     publish_rate: float = 10_000.0
     graceful_timeout: float = 10.0
     dev_login: bool = False
+    token_ttl: int = 3600
+
+    @property
+    def url(self) -> str:
+        """The HTTP address this tocsin serves at (and the CLI's default `--url`)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def read_bucket(self) -> str:

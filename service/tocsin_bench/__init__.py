@@ -6,10 +6,16 @@ import argparse
 import os
 import platform
 import sys
+from collections.abc import Awaitable, Callable
 
+from .compare import compare
 from .limits import raise_open_files
+from .peer import PeerError
 from .report import Row, progress, table
 from .scenarios import SCENARIOS, Knobs
+
+# compare loads a server that is not tocsin's: `all` runs it only when given one (--against).
+RUNNABLE: dict[str, Callable[[Knobs], Awaitable[list[Row]]]] = {**SCENARIOS, "compare": compare}
 
 METHOD = """\
 Method: tocsin serve and a nats-server (JetStream, file storage, fsync on every write
@@ -24,13 +30,18 @@ for its user (nothing lost, duplicated or reordered). Server CPU is utime+stime 
 /proc/<pid>/stat of tocsin's processes and nats-server together over the measured
 window (publishing plus draining); RSS is VmRSS. Tracing: OTEL_TRACES_EXPORTER=otlp to a
 loopback OTLP/HTTP receiver in the bench process (every span sampled, or the
---trace-ratio given) unless --no-tracing. tocsin runs with --publish-rate 0."""
+--trace-ratio given) unless --no-tracing. tocsin runs with --publish-rate 0.
+compare: the same streams and one-recipient publishes, from the same load processes, go
+first to the peer given by --against (the seed's design: POST /publish, Bearer <user id>,
+ids ntf_<n>), then to a tocsin over HTTP, then to a tocsin published natively; the peer's
+CPU is its process's (found by the port it listens on, or --against-pid), and RSS per
+open stream is the serving process's growth from before the streams to after their hellos."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `bench` subcommand and its flags."""
     bench = commands.add_parser("bench", help="run load scenarios and print a table")
-    bench.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    bench.add_argument("scenario", choices=[*RUNNABLE, "all"])
     bench.add_argument("--connections", type=int, help="streams (capacity: per worker)")
     bench.add_argument("--users", type=int, help="users the streams belong to")
     bench.add_argument("--rate", type=float, help="notifications per second to publish")
@@ -71,6 +82,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--pid", type=int, action="append", default=[], help="with --target: a pid to measure"
     )
+    bench.add_argument(
+        "--against", metavar="URL", help="compare: a running server of the seed's design"
+    )
+    bench.add_argument(
+        "--against-pid",
+        type=int,
+        metavar="PID",
+        help="compare: the peer's process (default: the one listening on the URL's port)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,11 +117,26 @@ def run(args: argparse.Namespace) -> int:
         nats_sync=args.nats_sync,
         trace_ratio=args.trace_ratio,
         replay_cache=args.replay_cache,
+        against_url=args.against,
+        against_pid=args.against_pid,
     )
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    if args.scenario == "compare" and args.against is None:
+        print(
+            "tocsin bench compare: --against URL is required (see docs/benchmarks.md)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.scenario == "all":
+        names = [name for name in RUNNABLE if name != "compare" or args.against is not None]
+    else:
+        names = [args.scenario]
     import uvloop
 
-    rows = uvloop.run(_run_all(names, knobs))
+    try:
+        rows = uvloop.run(_run_all(names, knobs))
+    except PeerError as err:
+        print(f"tocsin bench: {err}", file=sys.stderr)
+        return 2
     print(table(rows))
     print()
     print(
@@ -118,5 +153,5 @@ async def _run_all(names: list[str], knobs: Knobs) -> list[Row]:
     rows: list[Row] = []
     for name in names:
         progress(name, "starting")
-        rows += await SCENARIOS[name](knobs)
+        rows += await RUNNABLE[name](knobs)
     return rows

@@ -53,3 +53,48 @@ def children(pid: int) -> list[int]:
 def usage(pids: list[int]) -> Usage:
     """The summed usage of `pids` now."""
     return Usage(sum(cpu_seconds(p) for p in pids), sum(rss_bytes(p) for p in pids))
+
+
+def listening_pid(port: int) -> int | None:
+    """The process holding a socket that listens on TCP `port` (IPv4 or IPv6), if any.
+
+    The socket's inode comes from /proc/net/tcp{,6} (state 0A: LISTEN); its holder is
+    the process with a descriptor linked to `socket:[inode]`. Processes of other users
+    cannot be seen into, so their sockets stay unfound (None).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link in inodes:
+                return int(proc.name)
+    return None
+
+
+def command_line(pid: int) -> str:
+    """The command line `pid` runs, as words joined by spaces ('' once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

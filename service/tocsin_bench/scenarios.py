@@ -15,7 +15,7 @@ from typing import Any
 from .fleet import Answer, Fleet, LoadProcess
 from .procstat import Usage, usage
 from .report import Row, kib, mib, ms, percentile, progress
-from .target import ServerOptions, Target
+from .target import Served, ServerOptions, Target
 
 # A stream per source address stays well inside one address's ephemeral port range.
 STREAMS_PER_SOURCE = 20_000
@@ -47,6 +47,8 @@ class Knobs:
     nats_sync: str = "always"
     trace_ratio: float = 1.0
     replay_cache: int | None = None
+    against_url: str | None = None
+    against_pid: int | None = None
 
     def server_options(
         self, *, workers: int | None = None, heartbeat: str = "15s"
@@ -123,7 +125,7 @@ def _sources(count: int) -> list[str]:
 
 async def open_streams(
     fleet: Fleet,
-    target: Target,
+    target: Served,
     streams: list[tuple[str, str | None]],
     *,
     expect: int = 0,
@@ -151,6 +153,7 @@ async def open_streams(
                 "sources": sources,
                 "conns": share,
                 "expect": expect,
+                "dialect": target.dialect,
             }
             for share in shares
         ],
@@ -184,13 +187,14 @@ class Check:
     wrong_streams: int
     disorder: int
 
-    def rows(self, scenario: str, what: str, whole: bool) -> list[Row]:
+    def rows(self, scenario: str, what: str, whole: bool, side: str = "") -> list[Row]:
         """The correctness rows: `what` (delivered, replayed) against expected, and the
-        streams that got the wrong notifications or got them out of order."""
+        streams that got the wrong notifications or got them out of order (each measure
+        after `side`, the server it is about, when several are loaded)."""
         return [
             Row(
                 scenario,
-                f"{what} / expected",
+                f"{side}{what} / expected",
                 f"{self.delivered} / {self.expected}",
                 "all",
                 whole and self.wrong_streams == 0,
@@ -198,7 +202,7 @@ class Check:
             ),
             Row(
                 scenario,
-                "streams wrong / out of order",
+                f"{side}streams wrong / out of order",
                 f"{self.wrong_streams} / {self.disorder}",
                 "0 / 0",
                 self.wrong_streams == 0 and self.disorder == 0,
@@ -254,6 +258,125 @@ def _cpu_per_1000(before: Usage, after: Usage, count: int) -> float:
     return (after.cpu_seconds - before.cpu_seconds) / count * 1000 if count else math.nan
 
 
+Publish = Callable[[float, float], Awaitable[Answer]]
+
+
+def http_publisher(
+    publisher: LoadProcess,
+    target: Served,
+    users: list[str],
+    batch: int,
+    *,
+    conns: int = 32,
+    stamp: bool = True,
+) -> Publish:
+    """Publishing to `target` over keep-alive HTTP: (rate, seconds) -> answer.
+
+    `stamp`: write the send time into each notification, for latencies.
+    """
+
+    async def publish(rate: float, seconds: float) -> Answer:
+        return await publisher.ask(
+            "http",
+            host=target.host,
+            port=target.port,
+            token=target.publisher_token(),
+            users=users,
+            rate=rate,
+            seconds=seconds,
+            batch=batch,
+            conns=conns,
+            stamp=stamp,
+            dialect=target.dialect,
+        )
+
+    return publish
+
+
+def native_publisher(
+    publisher: LoadProcess,
+    target: Target,
+    users: list[str],
+    *,
+    inflight: int = 64,
+    stamp: bool = True,
+) -> Publish:
+    """Publishing to `target`'s JetStream, `inflight` at a time: (rate, seconds) -> answer."""
+
+    async def publish(rate: float, seconds: float) -> Answer:
+        return await publisher.ask(
+            "native",
+            nats_url=target.nats_url,
+            users=users,
+            rate=rate,
+            seconds=seconds,
+            inflight=inflight,
+            stamp=stamp,
+        )
+
+    return publish
+
+
+@dataclass(frozen=True)
+class Steady:
+    """What one steady-rate run measured (CPU in seconds per 1,000 deliveries)."""
+
+    answer: Answer
+    check: Check
+    latencies: list[int]
+    server_cpu: float
+    nats_cpu: float
+    load_cpu: float
+
+    @property
+    def accepted_per_second(self) -> float:
+        """Notifications the server accepted per second of publishing."""
+        return float(self.answer["accepted"] / self.answer["seconds"])
+
+
+async def steady(
+    name: str,
+    fleet: Fleet,
+    publisher: LoadProcess,
+    target: Served,
+    publish: Publish,
+    *,
+    per_user_conns: dict[str, int],
+    rate: float,
+    seconds: float,
+    profile: str | None,
+) -> Steady:
+    """Warm up, then publish at `rate` for `seconds` to streams already open; measure it all."""
+    warm = min(2.0, seconds / 5)
+    progress(name, f"warming up for {warm:.1f} s")
+    warmed = await publish(rate, warm)
+    await wait_received(fleet, _expected(warmed["sent"], per_user_conns), name)
+    base = await _per_stream(fleet)
+    await latencies(fleet)
+    load_pids = [*(p.process.pid for p in fleet.processes), publisher.process.pid]
+    before = target.usage()
+    nats_before = usage([target.nats_pid] if target.nats_pid else [])
+    load_before = usage(load_pids)
+    progress(name, f"publishing {rate:.0f}/s for {seconds:.0f} s")
+    async with profiling(profile, target.worker_pids, seconds):
+        answer = await publish(rate, seconds)
+    want = _expected(answer["sent"], per_user_conns)
+    progress(name, f"published {answer['accepted']}; waiting for {want} deliveries")
+    await wait_received(fleet, _expected(warmed["sent"], per_user_conns) + want, name)
+    after = target.usage()
+    nats_after = usage([target.nats_pid] if target.nats_pid else [])
+    load_after = usage(load_pids)
+    check = await check_streams(fleet, answer["sent"], base)
+    return Steady(
+        answer=answer,
+        check=check,
+        latencies=await latencies(fleet),
+        server_cpu=_cpu_per_1000(before, after, check.delivered),
+        nats_cpu=_cpu_per_1000(nats_before, nats_after, check.delivered),
+        load_cpu=_cpu_per_1000(load_before, load_after, check.delivered),
+    )
+
+
 async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
     """Streams over users; notifications published at a steady rate; latency and cost."""
     name = "native" if native else "fanout"
@@ -269,56 +392,26 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
         try:
             progress(name, f"opening {conns} streams over {len(users)} users")
             await open_streams(fleet, target, [(users[i % len(users)], None) for i in range(conns)])
-
-            async def publish(rate_now: float, span: float) -> Answer:
-                if native:
-                    return await publisher.ask(
-                        "native",
-                        nats_url=target.nats_url,
-                        users=users,
-                        rate=rate_now,
-                        seconds=span,
-                        inflight=64,
-                    )
-                return await publisher.ask(
-                    "http",
-                    host=target.host,
-                    port=target.port,
-                    token=target.publisher_token(),
-                    users=users,
-                    rate=rate_now,
-                    seconds=span,
-                    batch=knobs.batch,
-                    conns=32,
-                )
-
-            warm = min(2.0, seconds / 5)
-            progress(name, f"warming up for {warm:.1f} s")
-            warmed = await publish(rate, warm)
-            per_user_conns = _conns_per_user(users, conns)
-            await wait_received(fleet, _expected(warmed["sent"], per_user_conns), name)
-            base = await _per_stream(fleet)
-            await latencies(fleet)
-            before = target.usage()
-            nats_before = usage([target.nats_pid] if target.nats_pid else [])
-            load_before = usage([*(p.process.pid for p in fleet.processes), publisher.process.pid])
-            progress(name, f"publishing {rate:.0f}/s for {seconds:.0f} s")
-            async with profiling(knobs.profile, target.worker_pids, seconds):
-                answer = await publish(rate, seconds)
-            want = _expected(answer["sent"], per_user_conns)
-            progress(name, f"published {answer['accepted']}; waiting for {want} deliveries")
-            await wait_received(fleet, _expected(warmed["sent"], per_user_conns) + want, name)
-            after = target.usage()
-            nats_after = usage([target.nats_pid] if target.nats_pid else [])
-            load_after = usage([*(p.process.pid for p in fleet.processes), publisher.process.pid])
-            check = await check_streams(fleet, answer["sent"], base)
-            lat = await latencies(fleet)
+            run = await steady(
+                name,
+                fleet,
+                publisher,
+                target,
+                native_publisher(publisher, target, users)
+                if native
+                else http_publisher(publisher, target, users, knobs.batch),
+                per_user_conns=_conns_per_user(users, conns),
+                rate=rate,
+                seconds=seconds,
+                profile=knobs.profile,
+            )
             rss = {pid: usage([pid]).rss_bytes for pid in target.server_pids}
         finally:
             await publisher.stop()
             await fleet.stop()
+    answer, check, lat = run.answer, run.check, run.latencies
     p99 = percentile(lat, 0.99)
-    cpu = _cpu_per_1000(before, after, check.delivered)
+    cpu = run.server_cpu
     how = "native NATS" if native else f"HTTP, {knobs.batch} recipient(s)/request"
     nats_rss = rss.get(target.nats_pid or -1, 0)
     return [
@@ -348,12 +441,12 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
         Row(
             name,
             "  of which nats-server",
-            f"{_cpu_per_1000(nats_before, nats_after, check.delivered) * 1000:.0f} ms",
+            f"{run.nats_cpu * 1000:.0f} ms",
         ),
         Row(
             name,
             "load CPU per 1,000 deliveries",
-            f"{_cpu_per_1000(load_before, load_after, check.delivered) * 1000:.0f} ms",
+            f"{run.load_cpu * 1000:.0f} ms",
         ),
         Row(
             name,
@@ -575,45 +668,19 @@ async def publish(knobs: Knobs) -> list[Row]:
     async with serving(knobs, options) as target:
         publisher = await LoadProcess.start()
         try:
-            modes: list[tuple[str, Callable[[], Awaitable[Answer]]]] = [
+            # Rate 0: each publisher goes as fast as the server answers.
+            modes: list[tuple[str, Publish]] = [
                 (
                     "HTTP, 1 recipient/request",
-                    lambda: publisher.ask(
-                        "http",
-                        host=target.host,
-                        port=target.port,
-                        token=target.publisher_token(),
-                        users=users,
-                        seconds=seconds,
-                        batch=1,
-                        conns=32,
-                        stamp=False,
-                    ),
+                    http_publisher(publisher, target, users, 1, stamp=False),
                 ),
                 (
                     f"HTTP, {batch} recipients/request",
-                    lambda: publisher.ask(
-                        "http",
-                        host=target.host,
-                        port=target.port,
-                        token=target.publisher_token(),
-                        users=users,
-                        seconds=seconds,
-                        batch=batch,
-                        conns=8,
-                        stamp=False,
-                    ),
+                    http_publisher(publisher, target, users, batch, conns=8, stamp=False),
                 ),
                 (
                     "native JetStream",
-                    lambda: publisher.ask(
-                        "native",
-                        nats_url=target.nats_url,
-                        users=users,
-                        seconds=seconds,
-                        inflight=256,
-                        stamp=False,
-                    ),
+                    native_publisher(publisher, target, users, inflight=256, stamp=False),
                 ),
             ]
             for label, run in modes:
@@ -624,7 +691,7 @@ async def publish(knobs: Knobs) -> list[Row]:
                     target.worker_pids,
                     seconds,
                 ):
-                    answer = await run()
+                    answer = await run(0, seconds)
                 after = target.usage()
                 per_second = answer["accepted"] / answer["seconds"]
                 target_text, met = "", None

@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -72,8 +73,32 @@ class OtlpSink:
             writer.close()
 
 
+class Served(Protocol):
+    """What a scenario needs of the server it loads: tocsin (`Target`) or a peer."""
+
+    host: str
+    port: int
+    # Which protocol the load processes speak to it (tocsin_bench.worker.DIALECTS).
+    dialect: str
+    nats_pid: int | None
+
+    @property
+    def worker_pids(self) -> list[int]: ...
+
+    @property
+    def server_pids(self) -> list[int]: ...
+
+    def usage(self) -> Usage: ...
+
+    def user_token(self, user: str) -> str: ...
+
+    def publisher_token(self) -> str: ...
+
+
 class Target:
     """Where the load goes, how to sign tokens for it, and which processes to measure."""
+
+    dialect = "tocsin"
 
     def __init__(self, url: str, nats_url: str, secret: str, pids: list[int] | None = None) -> None:
         parts = urlsplit(url)

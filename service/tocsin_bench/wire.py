@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import cast
 
 _DIGITS = {c: i for i, c in enumerate(b"0123456789abcdefghijklmnopqrstuvwxyz")}
@@ -20,6 +21,11 @@ def id_seq(notification_id: bytes) -> int:
     for c in notification_id[notification_id.rindex(b"_") + 1 :]:
         seq = seq * 36 + _DIGITS[c]
     return seq
+
+
+def seed_seq(notification_id: bytes) -> int:
+    """The number inside an id of the seed's design (`ntf_<n>`, decimal, one count for all)."""
+    return int(notification_id[notification_id.rindex(b"_") + 1 :])
 
 
 def stream_request(host: str, port: int, token: str, last_event_id: str | None) -> bytes:
@@ -52,8 +58,16 @@ class SseStream(asyncio.Protocol):
     publisher's stamp in `meta.t` to now.
     """
 
-    def __init__(self, user: str, request: bytes, tally: Tally, after_seq: int) -> None:
+    def __init__(
+        self,
+        user: str,
+        request: bytes,
+        tally: Tally,
+        after_seq: int,
+        seq_of: Callable[[bytes], int] = id_seq,
+    ) -> None:
         self.user = user
+        self.seq_of = seq_of
         self.request = request
         self.tally = tally
         self.hello = asyncio.get_running_loop().create_future()
@@ -151,7 +165,7 @@ class SseStream(asyncio.Protocol):
     def _notification(self, frame: bytes, now: int) -> None:
         line_end = frame.find(b"\n")
         notification_id = frame[4:line_end]
-        seq = id_seq(notification_id)
+        seq = self.seq_of(notification_id)
         tally = self.tally
         if seq <= self.last_seq:
             tally.disorder += 1

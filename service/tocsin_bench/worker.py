@@ -14,10 +14,11 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .limits import raise_open_files
-from .wire import KeepAlive, SseStream, Tally, id_seq, stream_request
+from .wire import KeepAlive, SseStream, Tally, id_seq, seed_seq, stream_request
 
 Command = dict[str, Any]
 
@@ -30,17 +31,21 @@ class Streams:
         self.streams: list[SseStream] = []
 
     async def open(self, cmd: Command) -> Command:
-        """Open every stream of `cmd["conns"]` ([user, token, last_event_id]); wait for hellos."""
+        """Open every stream of `cmd["conns"]` ([user, token, last_event_id]); wait for hellos.
+
+        `cmd["dialect"]` names the server's protocol (see `DIALECTS`).
+        """
         loop = asyncio.get_running_loop()
         host, port, sources = cmd["host"], int(cmd["port"]), cmd["sources"]
+        seq_of = DIALECTS[cmd.get("dialect", "tocsin")].seq
         gate = asyncio.Semaphore(int(cmd.get("concurrency", 256)))
         failures: list[str] = []
         started = time.monotonic()
 
         async def one(index: int, user: str, token: str, last_id: str | None) -> None:
-            after = id_seq(last_id.encode()) if last_id else 0
+            after = seq_of(last_id.encode()) if last_id else 0
             request = stream_request(host, port, token, last_id)
-            stream = SseStream(user, request, self.tally, after)
+            stream = SseStream(user, request, self.tally, after, seq_of)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             # Leave the port choice to connect(): each source address then has its own range.
@@ -159,6 +164,32 @@ def _notification(stamp: bool) -> bytes:
     ).encode()
 
 
+def _seed_body(users: list[str], stamp: bool) -> bytes:
+    # The seed's design takes one recipient per request, beside the notification's fields.
+    (user,) = users
+    return b'{"user_id":%s,%s' % (json.dumps(user).encode(), _notification(stamp)[1:])
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one server speaks: where and in what body it takes a publish, the ids it
+    answers, and how an id carries the number streams check their order and sums by."""
+
+    path: str
+    body: Callable[[list[str], bool], bytes]
+    ids: Callable[[bytes], list[str]]
+    seq: Callable[[bytes], int]
+    max_batch: int | None = None
+
+
+DIALECTS = {
+    "tocsin": Dialect("/notifications", _body, lambda answer: json.loads(answer)["ids"], id_seq),
+    "seed": Dialect(
+        "/publish", _seed_body, lambda answer: [json.loads(answer)["id"]], seed_seq, max_batch=1
+    ),
+}
+
+
 def _published(
     accepted: int, errors: list[str], started: float, sent: dict[str, list[int]]
 ) -> Command:
@@ -173,9 +204,15 @@ def _published(
 
 
 async def publish_http(cmd: Command) -> Command:
-    """POST notifications at `rate` per second (batches of `batch` recipients) for `seconds`."""
+    """POST notifications at `rate` per second (batches of `batch` recipients) for `seconds`.
+
+    `cmd["dialect"]` names the server's publish protocol (see `DIALECTS`).
+    """
     users: list[str] = cmd["users"]
     batch = int(cmd.get("batch", 1))
+    dialect = DIALECTS[cmd.get("dialect", "tocsin")]
+    if dialect.max_batch is not None and batch > dialect.max_batch:
+        raise ValueError(f"this server takes at most {dialect.max_batch} recipient(s) a request")
     per_user = int(cmd.get("per_user", 0))
     stamp = bool(cmd.get("stamp", True))
     pacer = Pacer(float(cmd.get("rate", 0)) / batch, float(cmd.get("seconds", 10)))
@@ -194,17 +231,16 @@ async def publish_http(cmd: Command) -> Command:
             if total:
                 recipients = recipients[: total - cursor]
             cursor += len(recipients)
-            status, answer = await conn.post(_body(recipients, stamp))
+            status, answer = await conn.post(dialect.body(recipients, stamp))
             if status != 202:
                 errors.append(f"{status} {answer[:200].decode(errors='replace')}")
                 continue
             accepted += len(recipients)
-            ids = json.loads(answer)["ids"]
-            for user, notification_id in zip(recipients, ids, strict=True):
-                _count(sent, user, id_seq(notification_id.encode()))
+            for user, notification_id in zip(recipients, dialect.ids(answer), strict=True):
+                _count(sent, user, dialect.seq(notification_id.encode()))
 
     conns = [
-        await KeepAlive.open(cmd["host"], int(cmd["port"]), "/notifications", cmd["token"])
+        await KeepAlive.open(cmd["host"], int(cmd["port"]), dialect.path, cmd["token"])
         for _ in range(int(cmd.get("conns", 16)))
     ]
     started = time.monotonic()

@@ -3,15 +3,21 @@
 No timing is asserted: these runs share the machine with everything else. What is
 checked is what the bench claims about correctness (every notification delivered
 exactly once and in order, no publish errors, streams still open) and that the
-table and the method are printed.
+table and the method are printed. `compare` loads a stand-in of the seed's design
+(`seed_standin.py`, a real server on a loopback socket) beside tocsin.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from tocsin.embedded import free_port
 
 TINY = {
     "fanout": ["--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1"],
@@ -21,13 +27,16 @@ TINY = {
     ],
     "storm": ["--connections", "20", "--behind", "5"],
     "publish": ["--users", "10", "--seconds", "1", "--batch", "5"],
+    "compare": ["--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1"],
 }  # fmt: skip
+SIDES = ("peer", "tocsin HTTP", "tocsin native")
 
 
-def bench(scenario: str) -> tuple[int, dict[str, str], str]:
+def bench(scenario: str, *extra: str) -> tuple[int, dict[str, str], str]:
     """Run one scenario; its exit code, its rows (measure -> value) and everything it printed."""
+    command = [sys.executable, "-m", "tocsin", "bench", scenario, "--client-procs", "1"]
     run = subprocess.run(
-        [sys.executable, "-m", "tocsin", "bench", scenario, "--client-procs", "1", *TINY[scenario]],
+        [*command, *TINY[scenario], *extra],
         capture_output=True,
         text=True,
         timeout=180,
@@ -81,3 +90,62 @@ def test_publish_reports_every_mode_without_errors() -> None:
     for mode in ("HTTP, 1 recipient/request", "HTTP, 5 recipients/request", "native JetStream"):
         assert rows[f"{mode}: errors"] == "0", output
         assert float(rows[f"{mode}: accepted/s"]) > 0, output
+
+
+@contextmanager
+def seed_standin(*flags: str) -> Iterator[tuple[str, int]]:
+    """A stand-in of the seed's design on a free loopback port: its URL and pid."""
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("seed_standin.py")), *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.timeout(300)
+def test_compare_loads_the_peer_and_tocsin_alike() -> None:
+    with seed_standin() as (url, pid):
+        code, rows, output = bench("compare", "--against", url)
+    assert code == 0, output
+    # Found by the port it listens on, not told.
+    assert f"pid {pid} " in rows["peer"], output
+    for side in SIDES:
+        assert both_sides_equal(rows[f"{side}: delivered / expected"]), output
+        assert rows[f"{side}: streams wrong / out of order"] == "0 / 0", output
+        assert rows[f"{side}: publish errors"] == "0", output
+        assert rows[f"{side}: latency p99"].split(" (")[0].endswith(" ms"), output
+    for side in SIDES[1:]:
+        for measure in ("accepted/s", "latency p50", "latency p99"):
+            assert rows[f"{side}: {measure}"].endswith("x the peer's)"), output
+        # At this scale the peer may use less than one clock tick of CPU: no ratio then.
+        cpu = rows[f"{side}: server CPU per 1,000 deliveries"]
+        assert cpu.endswith(("x the peer's)", "(ratio n/a)")), output
+    assert "compare: the same streams" in output
+
+
+@pytest.mark.timeout(300)
+def test_compare_fails_when_the_peer_loses_notifications() -> None:
+    with seed_standin("--drop-every", "7") as (url, pid):
+        code, rows, output = bench("compare", "--against", url, "--against-pid", str(pid))
+    assert code == 1, output
+    have, want = (int(part) for part in rows["peer: delivered / expected"].split(" / "))
+    assert 0 < have < want, output
+    assert rows["peer: streams wrong / out of order"] != "0 / 0", output
+    for side in SIDES[1:]:
+        assert both_sides_equal(rows[f"{side}: delivered / expected"]), output
+
+
+@pytest.mark.timeout(60)
+def test_compare_says_what_is_wrong_without_a_peer() -> None:
+    code, _rows, output = bench("compare")
+    assert code == 2 and "--against URL is required" in output, output
+    nobody = f"http://127.0.0.1:{free_port()}"
+    code, _rows, output = bench("compare", "--against", nobody)
+    assert code == 2 and "no process of this machine" in output, output

@@ -12,18 +12,12 @@ import jwt
 
 from tocsin.embedded import EmbeddedNats
 
-from support import SECRET, Tocsin, wait_for
+from support import SECRET, Tocsin, run_cli, spawn_cli, wait_for
 
 
-def tocsin_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def tocsin_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `tocsin ARGS` with the tests' secret; its completed process."""
-    return subprocess.run(
-        [sys.executable, "-m", "tocsin", *args, "--jwt-secret", SECRET],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args)
 
 
 def test_token_for_a_user_and_for_a_publisher() -> None:
@@ -99,24 +93,16 @@ async def test_publish_over_http_and_natively_then_tail_shows_both(
         "--url",
         tocsin.url,
     )
-    assert invalid.returncode != 0
-    assert "kind" in invalid.stderr
+    assert invalid.returncode == 3
+    assert (
+        invalid.stderr
+        == "tocsin publish: kind must be 1–64 characters of a–z, 0–9, '_', '.', '-' (--kind)\n"
+    )
 
     before_first = "ntf_" + ids[0][4:].rsplit("_", 1)[0] + "_0"
-    tail = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tocsin",
-        "tail",
-        "--user",
-        "alice",
-        "--url",
-        tocsin.url,
-        "--last-event-id",
-        before_first,
-        "--jwt-secret",
-        SECRET,
-        stdout=asyncio.subprocess.PIPE,
+    tail = await spawn_cli(
+        *("tail", "--user", "alice", "--url", tocsin.url),
+        *("--last-event-id", before_first, "--json"),
     )
     lines: list[str] = []
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tocsin import embedded
 from tocsin.embedded import EmbeddedNats, free_port, nats_server_binary
+from tocsin.exits import Exit, Failure
+from tocsin.settings import Settings
 
 from support import Tocsin, auth, publisher_token, user_token, wait_for
 
@@ -95,8 +98,11 @@ def serve_embedded(tmp_path: Path) -> Iterator[list[Tocsin]]:
 
 
 def start_embedded(started: list[Tocsin], data_dir: Path, *flags: str) -> tuple[Tocsin, int]:
-    """Start `tocsin serve` with its own nats-server; the process and that server's pid."""
-    proc = Tocsin("", data_dir, *flags)
+    """Start `tocsin serve` with its own nats-server; the process and that server's pid.
+
+    The server listens on a free port: 4222, the default, may be taken on a test machine.
+    """
+    proc = Tocsin("", data_dir, "--nats-listen", f"127.0.0.1:{free_port()}", *flags)
     started.append(proc)
     proc.start()
     assert proc.process is not None
@@ -184,3 +190,36 @@ async def test_processes_starting_together_share_one_stream(
             assert feed.status_code == 200, feed.text
             assert [item["id"] for item in feed.json()["items"]] == [nid]
             assert json.loads(feed.text)["last_id"] == nid
+
+
+def test_the_default_nats_address_is_used_when_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setattr(embedded, "DEFAULT_NATS_LISTEN", f"127.0.0.1:{port}")
+    assert embedded.listen_address(Settings()) == ("127.0.0.1", port, None)
+
+
+def test_a_taken_default_falls_back_to_a_free_port_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, held_port: int, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(embedded, "DEFAULT_NATS_LISTEN", f"127.0.0.1:{held_port}")
+    host, port, note = embedded.listen_address(Settings())
+    assert (host, port != held_port) == ("127.0.0.1", True)
+    assert note is not None
+    assert note.startswith(f"127.0.0.1:{held_port} is in use")
+    assert f"listens on 127.0.0.1:{port} instead" in note
+
+    server = embedded.start_embedded(Settings(data_dir=tmp_path), (host, port, note))
+    try:
+        assert server.note == note
+        assert (tmp_path / embedded.NATS_URL_FILE).read_text() == f"nats://127.0.0.1:{port}\n"
+    finally:
+        server.stop()
+        embedded.forget_url(tmp_path, server.url)
+    assert embedded.read_url(tmp_path) is None
+
+
+def test_a_taken_chosen_address_is_refused(held_port: int) -> None:
+    with pytest.raises(Failure) as caught:
+        embedded.listen_address(Settings(nats_listen=f"127.0.0.1:{held_port}"))
+    assert caught.value.status == Exit.ADDRESS_IN_USE
+    assert caught.value.message.startswith(f"--nats-listen 127.0.0.1:{held_port} is already in use")

@@ -10,6 +10,10 @@
 //
 // It reads the feed first, then follows the stream from the feed's newest id, so
 // nothing falls between the two; EventSource resumes by Last-Event-ID on its own.
+//
+// Typed with JSDoc, checked strictly by TypeScript (tests/js); tocsin.d.ts beside it
+// (served at /client/tocsin.d.ts) is generated from these comments for TypeScript
+// applications: `npm --prefix tests/js run types` after changing a type here.
 
 /**
  * A notification (contract §2).
@@ -63,10 +67,8 @@
  */
 
 /**
- * @typedef {object} SubscribeOptions
- * @property {string} [baseUrl] tocsin's address; defaults to where this module was loaded from
- * @property {TokenSource} [token]
- * @property {number} [limit] how many items the feed's first page holds (default 50)
+ * What `subscribe` tells its caller, each optional (a new kind of event adds one here).
+ * @typedef {object} Callbacks
  * @property {(item: Notification) => void} [onNotification] a new notification, once per id
  * @property {(feed: Feed) => void} [onFeed] the feed's first page: at start and after a reset
  * @property {(reason: string, feed: Feed) => void} [onReset] the server could not resume
@@ -74,6 +76,12 @@
  * @property {(count: number) => void} [onUnread] the unread count changed
  * @property {(status: Status) => void} [onStatus] the connection status changed
  * @property {(error: Error) => void} [onError] a request failed (it is retried unless refused)
+ */
+
+/**
+ * What `subscribe` takes: where tocsin is, how much of the feed to read first
+ * (`limit`, default 50), and the callbacks.
+ * @typedef {Connection & Callbacks & {limit?: number}} SubscribeOptions
  */
 
 const MODULE_BASE = new URL("../", import.meta.url).href;
@@ -195,7 +203,10 @@ class RecentIds {
   add(id) {
     if (this.ids.has(id)) return false;
     this.ids.add(id);
-    if (this.ids.size > SEEN_MAX) this.ids.delete(this.ids.values().next().value);
+    if (this.ids.size > SEEN_MAX) {
+      // Not empty, so its first value is there.
+      this.ids.delete(/** @type {string} */ (this.ids.values().next().value));
+    }
     return true;
   }
 }

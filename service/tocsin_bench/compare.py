@@ -1,0 +1,232 @@
+"""`tocsin bench compare`: tocsin and the seed's design under one workload, in one run.
+
+The same streams over the same users, the same one-recipient publishes at the same
+rate, from the same load processes: first to the peer (`--against URL`, the seed's
+design, see `peer.py`), then to a tocsin over HTTP, then to a tocsin published
+natively. Absolute figures move from run to run on a shared machine; the ratios to
+the peer measured in the same run are what is compared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .fleet import Fleet, LoadProcess
+from .peer import Peer, PeerError
+from .procstat import usage
+from .report import Row, kib, ms, percentile, progress
+from .scenarios import (
+    STREAMS_PER_CLIENT_PROCESS,
+    Knobs,
+    Publish,
+    Steady,
+    http_publisher,
+    native_publisher,
+    open_streams,
+    serving,
+    steady,
+)
+from .target import Served, Target
+
+NAME = "compare"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every side gets: the streams (the user of each), the users, the rate, how long."""
+
+    streams: list[str]
+    users: list[str]
+    rate: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Side:
+    """One server's run under the workload, and the targets tocsin holds itself to beside it."""
+
+    label: str
+    run: Steady
+    rss_per_stream: float
+    has_nats: bool
+    p99_target_ms: float | None = None
+    cpu_target_ratio: float | None = None
+
+
+async def compare(knobs: Knobs) -> list[Row]:
+    """The peer, tocsin over HTTP and tocsin natively, one after the other; rows and ratios."""
+    if knobs.against_url is None:
+        raise PeerError("compare needs --against URL: a running server of the seed's design")
+    conns = knobs.connections or 2000
+    users = [f"u{i}" for i in range(knobs.users or max(conns // 2, 1))]
+    work = Workload(
+        [users[i % len(users)] for i in range(conns)],
+        users,
+        knobs.rate or 2000.0,
+        knobs.seconds or 10.0,
+    )
+    peer = Peer(knobs.against_url, knobs.against_pid)
+    await peer.check()
+    procs = knobs.client_procs or max(2, math.ceil(conns / STREAMS_PER_CLIENT_PROCESS))
+    fleet = await Fleet.start(procs)
+    publisher = await LoadProcess.start()
+    # Each tocsin side: how it is published to, and its targets (p99, CPU against the peer's).
+    tocsin_sides: list[tuple[str, Callable[[Target], Publish], float, float]] = [
+        ("tocsin HTTP", lambda target: http_publisher(publisher, target, users, 1), 25, 1.0),
+        ("tocsin native", lambda target: native_publisher(publisher, target, users), 10, 0.5),
+    ]
+    try:
+        seed = await _side(
+            fleet, publisher, peer, work, "peer", http_publisher(publisher, peer, users, 1), None
+        )
+        sides = []
+        for label, publish_to, p99_ms, cpu_ratio in tocsin_sides:
+            async with serving(knobs, knobs.server_options()) as target:
+                sides.append(
+                    await _side(
+                        fleet,
+                        publisher,
+                        target,
+                        work,
+                        label,
+                        publish_to(target),
+                        knobs.profile,
+                        p99_target_ms=p99_ms,
+                        cpu_target_ratio=cpu_ratio,
+                    )
+                )
+    finally:
+        await publisher.stop()
+        await fleet.stop()
+    return [
+        Row(NAME, "streams / users", f"{conns} / {len(users)}"),
+        Row(
+            NAME,
+            "workload",
+            f"{work.rate:.0f} one-recipient publishes/s for {work.seconds:g} s: peer POST "
+            "/publish, tocsin POST /notifications, tocsin native JetStream",
+        ),
+        Row(NAME, "peer", peer.described),
+        *_side_rows(seed, None),
+        *(row for side in sides for row in _side_rows(side, seed)),
+    ]
+
+
+async def _side(
+    fleet: Fleet,
+    publisher: LoadProcess,
+    server: Served,
+    work: Workload,
+    label: str,
+    publish: Publish,
+    profile: str | None,
+    *,
+    p99_target_ms: float | None = None,
+    cpu_target_ratio: float | None = None,
+) -> Side:
+    """Open the workload's streams on `server`, run its steady load, close the streams."""
+    progress(NAME, f"{label}: opening {len(work.streams)} streams over {len(work.users)} users")
+    empty = usage(server.worker_pids).rss_bytes
+    await open_streams(fleet, server, [(user, None) for user in work.streams])
+    # Every stream has had its hello: what the server holds per open stream is allocated.
+    full = usage(server.worker_pids).rss_bytes
+    run = await steady(
+        f"{NAME}: {label}",
+        fleet,
+        publisher,
+        server,
+        publish,
+        per_user_conns=Counter(work.streams),
+        rate=work.rate,
+        seconds=work.seconds,
+        profile=profile,
+    )
+    await fleet.ask_all("close")
+    return Side(
+        label,
+        run,
+        (full - empty) / len(work.streams),
+        server.nats_pid is not None,
+        p99_target_ms,
+        cpu_target_ratio,
+    )
+
+
+def _ratio(value: float, base: float) -> str:
+    # A tiny run may leave the peer under one clock tick of CPU: no ratio to show then.
+    if math.isnan(value) or math.isnan(base) or base <= 0:
+        return "ratio n/a"
+    return f"{value / base:.2f}x the peer's"
+
+
+def _side_rows(side: Side, peer: Side | None) -> list[Row]:
+    """One side's figures, each beside its ratio to the peer's (when `peer` is given)."""
+    run = side.run
+
+    def versus(text: str, value: float, base: float) -> str:
+        return text if peer is None else f"{text} ({_ratio(value, base)})"
+
+    lat, base_lat = run.latencies, peer.run.latencies if peer else []
+    p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+    cpu = run.server_cpu
+    rows = [
+        Row(
+            NAME,
+            f"{side.label}: accepted/s",
+            versus(
+                f"{run.accepted_per_second:.0f}/s",
+                run.accepted_per_second,
+                peer.run.accepted_per_second if peer else math.nan,
+            ),
+        ),
+        Row(
+            NAME,
+            f"{side.label}: latency p50",
+            versus(ms(p50), p50, percentile(base_lat, 0.5)),
+        ),
+        Row(
+            NAME,
+            f"{side.label}: latency p99",
+            versus(ms(p99), p99, percentile(base_lat, 0.99)),
+            "" if side.p99_target_ms is None else f"<= {side.p99_target_ms:g} ms",
+            None if side.p99_target_ms is None else p99 <= side.p99_target_ms * 1e6,
+        ),
+        Row(
+            NAME,
+            f"{side.label}: server CPU per 1,000 deliveries",
+            versus(f"{cpu * 1000:.0f} ms", cpu, peer.run.server_cpu if peer else math.nan),
+            "" if side.cpu_target_ratio is None else f"<= {side.cpu_target_ratio:.1f}x the peer's",
+            None
+            if side.cpu_target_ratio is None or peer is None
+            else cpu <= side.cpu_target_ratio * peer.run.server_cpu,
+        ),
+    ]
+    if side.has_nats:
+        nats = f"{run.nats_cpu * 1000:.0f} ms"
+        rows.append(Row(NAME, f"{side.label}:   of which nats-server", nats))
+    rows += [
+        Row(
+            NAME,
+            f"{side.label}: RSS per open stream",
+            versus(
+                kib(side.rss_per_stream),
+                side.rss_per_stream,
+                peer.rss_per_stream if peer else math.nan,
+            ),
+        ),
+        Row(
+            NAME,
+            f"{side.label}: publish errors",
+            str(run.answer["errors"]),
+            "0",
+            run.answer["errors"] == 0,
+            correctness=True,
+        ),
+        *run.check.rows(
+            NAME, "delivered", run.check.delivered == run.check.expected, side=f"{side.label}: "
+        ),
+    ]
+    return rows

@@ -29,6 +29,7 @@ from .flags import (
     add,
     address,
     duration,
+    duration_or_none,
     json_object,
     resolve,
     typed,
@@ -154,9 +155,9 @@ def _serve_flags(serve: Parser) -> None:
         serve,
         "--linger",
         "how long a process keeps following a user after their last stream closed, so a "
-        "quick reconnect is answered from memory",
+        "quick reconnect is answered from memory (0: not at all)",
         field="linger",
-        parse=duration,
+        parse=duration_or_none,
         show=format_duration,
     )
     add(

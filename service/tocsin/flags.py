@@ -74,15 +74,20 @@ def typed(kind: Any) -> Parse:
 
 def duration(text: str) -> float:
     """Seconds in a positive duration such as `15s` or `7d`."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a duration such as 15s, 10m or 7d (got {text!r})"
-        ) from None
+    seconds = duration_or_none(text)
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be longer than 0 (got {text!r})")
     return seconds
+
+
+def duration_or_none(text: str) -> float:
+    """Seconds in a duration such as `15s` or `7d`, where 0 means none."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a duration such as 15s, 10m or 7d, or 0 (got {text!r})"
+        ) from None
 
 
 def address(text: str) -> str:

@@ -10,7 +10,7 @@ import nats
 
 from tocsin.embedded import EmbeddedNats
 
-from support import Tocsin, auth, publisher_token, user_token, wait_for
+from support import Subscriber, Tocsin, auth, publisher_token, user_token, wait_for
 
 BODY = {"recipients": ["alice"], "kind": "comment.created", "subject_id": "d", "text": "t"}
 
@@ -43,13 +43,17 @@ async def test_a_422_answer_says_what_the_field_must_be(http: httpx.AsyncClient)
 async def test_the_invalid_message_log_line_says_what_the_field_must_be(
     tocsin: Tocsin, nats_server: EmbeddedNats
 ) -> None:
+    # A process reads the messages of the users it holds: alice has a stream open.
+    sub = Subscriber(tocsin.url, user_token("alice")).start()
     nc = await nats.connect(nats_server.url)
     try:
+        await sub.connected()
         await nc.jetstream().publish(
             "tocsin.user.alice", b'{"kind": "BAD", "subject_id": "s", "text": "t"}'
         )
     finally:
         await nc.close()
+        await sub.close()
     await wait_for(lambda: "invalid notification skipped" in tocsin.log(), what="the log line")
     [line] = [
         json.loads(line)

@@ -142,9 +142,18 @@ class Cut:
         self._loop.call_soon_threadsafe(abort)
 
     def stop(self) -> None:
-        self.cut()
+        async def finish() -> None:
+            for writer in self._writers:
+                writer.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(finish(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 async def test_a_nats_reconnect_loses_nothing(
@@ -182,10 +191,11 @@ async def test_the_per_user_cap_holds_across_processes(
     one = tocsin_factory(nats_server.url, "--max-conns-per-user", "2")
     two = tocsin_factory(nats_server.url, "--max-conns-per-user", "2")
     oldest = Subscriber(one.url, user_token("alice")).start()
-    middle = Subscriber(two.url, user_token("alice")).start()
+    middle: Subscriber | None = None
     newest: Subscriber | None = None
     try:
         await oldest.connected()
+        middle = Subscriber(two.url, user_token("alice")).start()
         await middle.connected()
         newest = Subscriber(two.url, user_token("alice")).start()
         await newest.connected()

@@ -40,3 +40,16 @@ def query(scope: WWWScope, name: str) -> str | None:
         return None
     pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
     return next((value for key, value in pairs if key == name), None)
+
+
+class HeaderView:
+    """A scope's headers looked up by name in any case, as Quart's `request.headers.get` does."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: WWWScope) -> None:
+        self._scope = scope
+
+    def get(self, key: str) -> str | None:
+        """The first value of the header `key`, or None."""
+        return header(self._scope, key.lower().encode("latin-1"))

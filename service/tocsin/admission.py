@@ -30,9 +30,11 @@ Behind a proxy, pass the Host the browser used (with its port) or set
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from hypercorn.typing import ASGIReceiveCallable, HTTPScope, WWWScope
+from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, HTTPScope, WWWScope
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from .auth import TOKEN_COOKIE
@@ -154,28 +156,85 @@ async def read_body(scope: HTTPScope, receive: ASGIReceiveCallable) -> bytes:
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Refused(413, TOO_LARGE)
+    body = _Body()
+    # Usually the server holds the whole body by the time a handler runs: taken as it is,
+    # with no timer (a timeout costs ~3.5 us under uvloop, 2% of a one-recipient publish).
+    while True:
+        ready = _ready(receive)
+        if isinstance(ready, _Waiting):
+            break
+        if body.add(ready):
+            return body.whole()
     try:
         async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            return await _receive_body(receive)
+            done = body.add(await ready)
+            while not done:
+                done = body.add(await receive())
     except TimeoutError:
         raise Refused(408, TOO_SLOW) from None
+    return body.whole()
 
 
-async def _receive_body(receive: ASGIReceiveCallable) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
+class _Body:
+    """The chunks of a body as they come, within the size limit."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, message: ASGIReceiveEvent) -> bool:
+        """Take one message; whether the body is whole."""
         if message["type"] != "http.request":
             raise ClientGone
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        self.size += len(chunk)
+        if self.size > MAX_BODY_BYTES:
             raise Refused(413, TOO_LARGE)
         if chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.chunks.append(chunk)
+        return not message.get("more_body", False)
+
+    def whole(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+
+class _Waiting:
+    """A `receive()` that had to wait, stepped once: awaiting it goes on from there."""
+
+    __slots__ = ("_steps", "_waiting_on")
+
+    def __init__(self, steps: Generator[Any, Any, ASGIReceiveEvent], waiting_on: Any) -> None:
+        self._steps = steps
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, ASGIReceiveEvent]:
+        # What `await` does with the steps of an awaitable, by hand from its second step on.
+        steps, waiting_on = self._steps, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as error:  # a cancellation (the timeout), thrown on in
+                try:
+                    waiting_on = steps.throw(error)
+                except StopIteration as done:
+                    return cast(ASGIReceiveEvent, done.value)
+            else:
+                try:
+                    waiting_on = steps.send(sent)
+                except StopIteration as done:
+                    return cast(ASGIReceiveEvent, done.value)
+
+
+def _ready(receive: ASGIReceiveCallable) -> ASGIReceiveEvent | _Waiting:
+    """The next message if `receive()` has one at once, else the receive under way."""
+    steps = receive().__await__()
+    try:
+        waiting_on = steps.send(None)
+    except StopIteration as done:
+        return cast(ASGIReceiveEvent, done.value)
+    return _Waiting(steps, waiting_on)
 
 
 def connected(runtime: Runtime) -> Parts:

@@ -21,7 +21,7 @@ from .model import (
     decode_json,
 )
 from .quart_admission import request_body
-from .responses import json_response
+from .responses import error_response, json_response
 from .runtime import Runtime
 from .scope import cookie
 from .settings import Settings
@@ -76,7 +76,7 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
     async def client_file(name: str) -> Response:
         mimetype = CLIENT_FILES.get(name)
         if mimetype is None:
-            return json_response(404, {"error": f"no client file {name!r}"})
+            return error_response(404, f"no client file {name!r}")
         return await _static(name, mimetype)
 
     if not settings.dev_login:
@@ -102,7 +102,7 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
         try:
             token = verifier.mint(claims)
         except ValueError as err:
-            return json_response(409, {"error": f"dev login needs a shared secret: {err}"})
+            return error_response(409, f"dev login needs a shared secret: {err}")
         response = json_response(200, {"user": login.user, "expires_at": claims["exp"]})
         response.set_cookie(
             TOKEN_COOKIE, token, max_age=DEV_TOKEN_TTL, path="/", httponly=True, samesite="Lax"

@@ -13,10 +13,12 @@ CORS preflights).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
+from werkzeug.exceptions import InternalServerError
 
 from . import telemetry
 from .admission import ClientGone, admit, connected, read_body
@@ -42,6 +44,8 @@ from .settings import Settings
 
 PUBLISH_PATH = "/notifications"
 
+log = logging.getLogger("tocsin.http")
+
 
 class PublishEndpoint:
     """The ASGI handler of `POST /notifications` (mounted by `FrontDoor`)."""
@@ -64,6 +68,10 @@ class PublishEndpoint:
             return
         except ANSWERED as error:
             answer = answer_for(error)
+        except Exception:
+            # A bug: answered and logged as Quart answers one, a JSON 500.
+            log.exception("publish failed", extra={"fields": {"path": scope["path"]}})
+            answer = answer_for(InternalServerError())
         cors = raw_headers(self._cors.headers(header(scope, b"origin")))
         await send_answer(send, answer, cors)
 

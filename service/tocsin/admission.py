@@ -80,7 +80,8 @@ def _check_origin(scope: HTTPScope, cors: Cors) -> None:
     where = "Origin"
     if claimed is None:
         referer = header(scope, b"referer")
-        claimed, where = (origin_of(referer), "Referer") if referer is not None else (None, where)
+        if referer is not None:
+            claimed, where = origin_of(referer) or referer, "Referer"
     if claimed is not None and (normalize_origin(claimed) == own or cors.allows(claimed)):
         return
     rule = (

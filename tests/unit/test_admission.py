@@ -68,6 +68,8 @@ def test_the_origin_rule_holds_cookie_requests_that_change_state() -> None:
         "Referer",
     )
     assert refusal(scope(headers={**COOKIE, **JSON})) == (403, "Origin")
+    assert refusal(scope(headers={**COOKIE, **JSON, "Referer": "not a url"})) == (403, "Referer")
+    assert refusal(scope(headers={**COOKIE, **JSON, "Referer": "http://tocsin.example/a"})) is None
     for method in ("PUT", "DELETE", "PATCH"):
         assert refusal(scope(method, {**COOKIE, "Origin": "null"})) == (403, "Origin")
     assert refusal(scope(headers={**COOKIE, **JSON, "Origin": "http://tocsin.example"})) is None

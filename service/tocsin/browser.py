@@ -7,7 +7,9 @@ from pathlib import Path
 import msgspec
 from quart import Blueprint, Response, request, send_from_directory
 
+from .admission import connected
 from .auth import TOKEN_COOKIE, Unauthorized, Verifier, subscriber_claims
+from .credentials import authenticate
 from .model import (
     ActorId,
     InvalidInput,
@@ -18,10 +20,11 @@ from .model import (
     UserId,
     decode_json,
 )
-from .responses import json_response
+from .quart_admission import request_body
+from .responses import error_response, json_response
 from .runtime import Runtime
+from .scope import cookie
 from .settings import Settings
-from .store import StoreUnavailable
 
 CLIENT_DIR = Path(__file__).parent / "client"
 CLIENT_FILES = {
@@ -75,35 +78,25 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
     async def client_file(name: str) -> Response:
         mimetype = CLIENT_FILES.get(name)
         if mimetype is None:
-            return json_response(404, {"error": f"no client file {name!r}"})
+            return error_response(404, f"no client file {name!r}")
         return await _static(name, mimetype)
 
     if not settings.dev_login:
         return browser
 
-    async def signed_in() -> str:
-        token = request.cookies.get(TOKEN_COOKIE)
-        if not token:
-            raise Unauthorized("not signed in: POST /dev/login first")
-        return (await verifier.verify(token)).subscriber()
-
-    async def body() -> bytes:
-        return await request.get_data(cache=False, as_text=False, parse_form_data=False)
-
     @browser.get("/dev/session")
     async def dev_session() -> Response:
-        token = request.cookies.get(TOKEN_COOKIE)
         user: str | None = None
-        if token:
+        if cookie(request.scope, TOKEN_COOKIE):
             try:
-                user = (await verifier.verify(token)).subscriber()
+                user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
             except Unauthorized:
                 user = None
         return json_response(200, {"user": user, "dev_login": True})
 
     @browser.post("/dev/login")
     async def dev_login() -> Response:
-        login = decode_json(_login_decoder, await body())
+        login = decode_json(_login_decoder, await request_body())
         try:
             claims = subscriber_claims(login.user, DEV_TOKEN_TTL)
         except ValueError as err:
@@ -111,7 +104,7 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
         try:
             token = verifier.mint(claims)
         except ValueError as err:
-            return json_response(409, {"error": f"dev login needs a shared secret: {err}"})
+            return error_response(409, f"dev login needs a shared secret: {err}")
         response = json_response(200, {"user": login.user, "expires_at": claims["exp"]})
         response.set_cookie(
             TOKEN_COOKIE, token, max_age=DEV_TOKEN_TTL, path="/", httponly=True, samesite="Lax"
@@ -126,11 +119,9 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
 
     @browser.post("/dev/notify")
     async def dev_notify() -> Response:
-        user = await signed_in()
-        notify = decode_json(_notify_decoder, await body())
-        parts = runtime.parts
-        if not runtime.ready or parts is None:
-            raise StoreUnavailable("not connected to NATS")
+        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
+        notify = decode_json(_notify_decoder, await request_body())
+        parts = connected(runtime)
         notification = NotificationBody(
             kind=notify.kind,
             subject_id=notify.subject_id,

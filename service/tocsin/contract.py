@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from . import browser, model, replay
+from .admission import STATE_CHANGING
 from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
 from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME, TOKEN_COOKIE
 from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX
@@ -606,6 +607,33 @@ def _dev_paths() -> Schema:
     }
 
 
+CROSS_SITE = (
+    f"Carried by the `{TOKEN_COOKIE}` cookie, but neither its `Origin` nor (without one) its "
+    "`Referer` is tocsin's own origin or an allowed `--cors-origin`; `field` names the header."
+)
+NOT_JSON = _response(
+    "The request has a body that is not `application/json` (a `charset` parameter is fine); "
+    "`field` is `Content-Type`.",
+    "ErrorBody",
+)
+
+
+def _admitted(paths: Schema) -> Schema:
+    """`paths` with what the admission path answers any state-changing request (§12)."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method.upper() not in STATE_CHANGING:
+                continue
+            responses = operation["responses"]
+            forbidden = responses.get("403")
+            description = (
+                f"{forbidden['description']} Or: {CROSS_SITE}" if forbidden else CROSS_SITE
+            )
+            responses["403"] = _response(description, "ErrorBody")
+            responses["415"] = NOT_JSON
+    return paths
+
+
 DEV_SESSION: Schema = {
     "title": "DevSession",
     "type": "object",
@@ -672,7 +700,7 @@ def openapi() -> Schema:
         },
         "servers": [{"url": "http://127.0.0.1:8080", "description": "`tocsin serve` default"}],
         "security": USER_TOKEN,
-        "paths": {**_paths(), **_dev_paths()},
+        "paths": _admitted({**_paths(), **_dev_paths()}),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -12,9 +12,18 @@ EXPOSED_HEADERS = "Retry-After"
 MAX_AGE_SECONDS = 600
 
 
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
 def normalize_origin(origin: str) -> str:
-    """An origin as browsers send it: no trailing slash, scheme and host in lower case."""
-    return origin.strip().rstrip("/").lower()
+    """An origin as browsers send it: no trailing slash, scheme and host in lower case, and
+    no port where it is the scheme's default."""
+    value = origin.strip().rstrip("/").lower()
+    scheme, _, rest = value.partition("://")
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and rest.endswith(":" + default):
+        value = value[: -len(default) - 1]
+    return value
 
 
 class Cors:

@@ -54,20 +54,43 @@ class Publisher:
         *,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
+        validated: bool = False,
     ) -> list[str]:
         """Store `body` once per recipient, concurrently; the ids in recipient order.
 
         With an idempotency key, each recipient's message carries a `Nats-Msg-Id`
         derived from it, so a retry within the duplicate window stores nothing twice.
         Raise `InvalidInput` for a body that breaks the contract, and `PartialPublish`
-        if any recipient's message was not stored.
+        if any recipient's message was not stored. `validated`: model.py's decoder made
+        `recipients` and `body` (an HTTP request's), so nothing is checked a second time.
         """
-        for index, user in enumerate(recipients):
-            if not is_user_id(user):
-                raise ValueError(f"recipients[{index}] is not a valid user id")
         payload = encode(body)
-        # Structs built in code skip msgspec's constraints; check them as a decode would.
-        decode_body(payload)
+        if not validated:
+            for index, user in enumerate(recipients):
+                if not is_user_id(user):
+                    raise ValueError(f"recipients[{index}] is not a valid user id")
+            # Structs built in code skip msgspec's constraints; check them as a decode would.
+            decode_body(payload)
+        return await self._publish(recipients, payload, idempotency_key, headers)
+
+    async def _publish(
+        self,
+        recipients: Sequence[str],
+        payload: bytes,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> list[str]:
+        if len(recipients) == 1:
+            # Awaited in place: `gather` would make a task of even a single publish.
+            user = recipients[0]
+            try:
+                seq = await self._publish_one(
+                    user, payload, _headers(headers, idempotency_key, 0, user)
+                )
+            except Exception as failure:
+                message = f"1 of 1 notifications were not stored: {failure}"
+                raise PartialPublish(message, [None]) from failure
+            return [encode_id(self.epoch, seq)]
         with telemetry.publishing_batch(len(recipients)):
             results = await asyncio.gather(
                 *(

@@ -29,15 +29,17 @@ from hypercorn.typing import (
 )
 
 from . import sse
+from .admission import connected
 from .auth import KeysUnavailable, Unauthorized, Verifier
 from .cors import Cors
 from .credentials import authenticate
 from .hub import Connection
-from .model import ErrorBody, encode
 from .replay import plan_resume
+from .responses import RawHeaders, answer_for, raw_headers, send_answer
 from .runtime import Runtime
 from .scope import header, query
 from .settings import Settings
+from .store import StoreUnavailable
 from .stream import StreamStats, run_stream
 
 log = logging.getLogger("tocsin.http")
@@ -90,19 +92,16 @@ class StreamEndpoint:
         try:
             principal = await authenticate(self._verifier, scope, allow_query=True)
             user = principal.subscriber()
-        except KeysUnavailable:
+            parts = connected(runtime)
+        except (KeysUnavailable, StoreUnavailable):
             await self._come_back(scope, origin, send)
             return
         except Unauthorized as err:
-            await self._unauthorized(str(err), origin, send)
+            await send_answer(send, answer_for(err), self._cors_headers(origin))
             return
         cursor = header(scope, b"last-event-id")
         if cursor is None:
             cursor = query(scope, "last_event_id")
-        parts = runtime.parts
-        if not runtime.ready or parts is None:
-            await self._come_back(scope, origin, send)
-            return
         conn = Connection(user, secrets.token_hex(6), settings.client_buffer)
         stats = StreamStats()
         frames = run_stream(
@@ -174,28 +173,8 @@ class StreamEndpoint:
         await send(_chunk(sse.hello(self._settings.retry_ms)))
         await send(_END)
 
-    async def _unauthorized(self, message: str, origin: str | None, send: ASGISendCallable) -> None:
-        """The `401` JSON error every route answers for a missing or bad token."""
-        body = encode(ErrorBody(error=message))
-        headers = [
-            (b"www-authenticate", b"Bearer"),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": headers + self._cors_headers(origin),
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
-        return [
-            (name.lower().encode(), value.encode("latin-1"))
-            for name, value in self._cors.headers(origin)
-        ]
+    def _cors_headers(self, origin: str | None) -> RawHeaders:
+        return raw_headers(self._cors.headers(origin))
 
 
 def _fields(conn: Connection) -> dict[str, Any]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
-from demo_page import NativePublisher, sign_in, wait_true
+from demo_page import NativePublisher, app_server, sign_in, wait_true
 from playwright.async_api import Browser
 
 from tocsin.embedded import EmbeddedNats, free_port
@@ -34,33 +31,6 @@ APP_PAGE = """<!doctype html>
   }
 </script></body></html>
 """
-
-
-@contextmanager
-def app_server(page: str, port: int) -> Iterator[str]:
-    """Another web application's origin: a loopback HTTP server whose `/` is `page`."""
-    body = page.encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 async def test_client_works_from_an_allowed_origin_only(

@@ -45,7 +45,9 @@ async def test_dev_login_sets_a_cookie_that_reads_the_feed(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
 ) -> None:
     tocsin = tocsin_factory(nats_server.url, "--dev-login")
-    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+    # As the demo page's requests do, these say they come from tocsin's own origin.
+    same_origin = {"Origin": tocsin.url}
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10, headers=same_origin) as http:
         assert (await http.get("/dev/session")).json()["user"] is None
         refused = await http.post("/dev/notify", json={"text": "before signing in"})
         assert refused.status_code == 401
@@ -74,12 +76,15 @@ async def test_dev_routes_refuse_bad_input(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
 ) -> None:
     tocsin = tocsin_factory(nats_server.url, "--dev-login")
-    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+    same_origin = {"Origin": tocsin.url}
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10, headers=same_origin) as http:
         bad_user = await http.post("/dev/login", json={"user": "not a user id"})
         no_user = await http.post("/dev/login", json={})
         assert (await http.post("/dev/login", json={"user": "bob"})).status_code == 200
         empty_text = await http.post("/dev/notify", json={"text": ""})
-        not_json = await http.post("/dev/notify", content=b"{")
+        not_json = await http.post(
+            "/dev/notify", content=b"{", headers={"Content-Type": "application/json"}
+        )
     assert bad_user.status_code == 422
     assert bad_user.json()["field"] == "$.user"
     assert no_user.status_code == 422

@@ -217,3 +217,23 @@ async def test_access_log_keeps_no_query_token(proxy: Proxy) -> None:
 
     await wait_for(logged, 10, "nginx to log the closed stream")
     assert token not in access_log.read_text()
+
+
+async def test_cookie_requests_from_the_proxys_own_origin_only(
+    proxy: Proxy, direct: httpx.AsyncClient
+) -> None:
+    newest = await publish(direct, "cai", "through the proxy")
+    cookie = {"Cookie": f"tocsin_token={user_token('cai')}"}
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=10) as client:
+        # The browser addressed nginx (on a port of its own), not tocsin behind it.
+        foreign = await client.post(
+            "/notifications/read",
+            json={"up_to": newest},
+            headers={**cookie, "Origin": f"http://127.0.0.1:{direct.base_url.port}"},
+        )
+        own = await client.post(
+            "/notifications/read", json={"up_to": newest}, headers={**cookie, "Origin": proxy.url}
+        )
+    assert foreign.status_code == 403, foreign.text
+    assert own.status_code == 200, own.text
+    assert own.json()["unread"] == 0

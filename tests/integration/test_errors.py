@@ -71,9 +71,8 @@ async def test_invalid_publish_body_is_422_naming_the_field(
 
 
 async def test_non_json_body_is_422(http: httpx.AsyncClient) -> None:
-    response = await http.post(
-        "/notifications", content=b"recipients=alice", headers=auth(publisher_token())
-    )
+    headers = {**auth(publisher_token()), "Content-Type": "application/json"}
+    response = await http.post("/notifications", content=b"recipients=alice", headers=headers)
     assert response.status_code == 422
     assert response.json()["field"] == "$"
 

@@ -52,6 +52,11 @@ class FakeStore:
             await self.gate.wait()
         return Batch(mine[:batch], max(len(mine) - batch, 0))
 
+    async def read_all(self, start_seq: int, batch: int) -> Batch:
+        self.reads += 1
+        rest = [m for m in self.messages if m.seq >= start_seq]
+        return Batch(rest[:batch], max(len(rest) - batch, 0))
+
     async def from_leader(self, user: str, *, after: int | None = None) -> StoredMessage | None:
         mine = self._of(user)
         if after is None:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from .entry import Notice, Stored, decode
 from .ids import encode_id
+from .model import SUBJECT_PREFIX, is_user_id
 from .replay import Reset, ResetReason, check_backlog
 from .settings import Settings
 from .store import Batch, StoredMessage
@@ -54,6 +55,10 @@ class Reads(Protocol):
 
     async def bounds(self) -> tuple[int, int]:
         """The stream's first and last sequence."""
+        ...
+
+    async def read_all(self, start_seq: int, batch: int) -> Batch:
+        """Up to `batch` messages of any subject from `start_seq` on, in order."""
         ...
 
 
@@ -98,6 +103,11 @@ class History:
         return sum(len(t) for t in self._pinned.values()) + sum(
             len(t) for t in self._cached.values()
         )
+
+    @property
+    def cached_users(self) -> int:
+        """Users whose timelines are kept in memory without being held."""
+        return len(self._cached)
 
     def new_timeline(self, user: str) -> Timeline:
         """An empty timeline for `user`, knowing nothing yet."""
@@ -157,6 +167,8 @@ class History:
         return added
 
     async def _read_after(self, timeline: Timeline) -> list[Stored]:
+        if timeline.floor:
+            await self._complete(timeline)
         user, added = timeline.user, []
         start = timeline.known_to + 1
         while True:
@@ -175,10 +187,68 @@ class History:
             added.append(self._append(timeline, missed))
         return added
 
-    def _append(self, timeline: Timeline, message: StoredMessage) -> Stored:
+    async def _complete(self, timeline: Timeline) -> None:
+        """Read the user's messages at or below a warm timeline's floor, if any: usually
+        one cheap read, finding the user's first message above it."""
+        older: list[Stored] = []
+        start = 1
+        while start <= timeline.floor:
+            batch = await self._store.read(timeline.user, start, PAGE)
+            for message in batch.messages:
+                if message.seq <= timeline.floor:
+                    older.append(self._entry(timeline, message))
+            last = batch.messages[-1].seq if batch.messages else timeline.floor
+            if batch.pending == 0 or last >= timeline.floor:
+                break
+            start = last + 1
+        timeline.prepend(older, time.time_ns())
+
+    async def warm(self, messages: int) -> int:
+        """Read the stream's newest `messages` once, in sequence order (not user by user,
+        which costs nats-server a scan per user), and keep the timelines of the users in
+        them: a process that restarts answers the reconnects that follow from memory.
+        Each such timeline holds what came after the read's start; the rest of the user's
+        messages, usually none, is read when the timeline is first used. How many
+        messages were read."""
+        first, last = await self._store.bounds()
+        if messages <= 0 or last < max(first, 1):
+            return 0
+        start = max(first, 1, last - messages + 1)
+        read: dict[str, Timeline] = {}
+        # Known up to the newest message the read returned, not up to `last`: a replica that
+        # lags would answer "nothing more" short of it.
+        seq, count, reached = start, 0, start - 1
+        while True:
+            batch = await self._store.read_all(seq, PAGE)
+            for message in batch.messages:
+                reached = message.seq
+                user = message.subject[len(SUBJECT_PREFIX) :]
+                if not is_user_id(user):
+                    continue
+                timeline = read.get(user)
+                if timeline is None:
+                    timeline = read[user] = self.new_timeline(user)
+                    timeline.floor = timeline.known_to = start - 1
+                timeline.append(self._entry(timeline, message), time.time_ns())
+                count += 1
+            if not batch.messages or batch.pending == 0 or reached >= last:
+                break
+            seq = reached + 1
+        # Users whose newest message is oldest leave the cache first.
+        for timeline in sorted(read.values(), key=lambda t: t.known_to):
+            timeline.advance(reached)
+            self._cached[timeline.user] = timeline
+        self._shrink()
+        return count
+
+    def _entry(self, timeline: Timeline, message: StoredMessage) -> Stored:
         entry = decode(timeline.epoch, message.seq, message.time_ns, message.headers, message.data)
         if isinstance(entry, Notice) and message.headers:
             entry.trace = self._telemetry.keep(message.headers)
+        return entry
+
+    def _append(self, timeline: Timeline, message: StoredMessage) -> Stored:
+        entry = self._entry(timeline, message)
         timeline.append(entry, time.time_ns())
         return entry
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -94,6 +95,18 @@ class Runtime:
             await store.ensure()
             markers = await store.js.key_value(self.settings.read_bucket)
             history = History(store, self.settings, self.telemetry)
+            started = time.monotonic()
+            warmed = await history.warm(self.settings.replay_cache)
+            log.info(
+                "read the stream's newest notifications into memory",
+                extra={
+                    "fields": {
+                        "messages": warmed,
+                        "users": history.cached_users,
+                        "seconds": round(time.monotonic() - started, 3),
+                    }
+                },
+            )
             broker = Broker(nc, on_stored=self.hub.on_stored, on_signal=self.hub.on_signal)
             await broker.start()
         except BaseException:

@@ -227,6 +227,21 @@ class Store:
         assert end.headers is not None
         return Batch([_stored(m) for m in messages], int(end.headers.get("Nats-Num-Pending", "0")))
 
+    async def read_all(self, start_seq: int, batch: int, timeout: float = READ_TIMEOUT) -> Batch:
+        """Up to `batch` messages of any subject from `start_seq` on, in sequence order: a
+        sequential read of the stream, far cheaper per message than reading user by user."""
+        async with self._reads:
+            *messages, end = await self._direct(
+                {"seq": start_seq, "batch": batch}, timeout, batch=True
+            )
+        status = end.headers.get(STATUS) if end.headers else None
+        if status == "404":
+            return Batch([], 0)
+        if status != "204":
+            raise StoreUnavailable(f"direct get answered status {status}")
+        assert end.headers is not None
+        return Batch([_stored(m) for m in messages], int(end.headers.get("Nats-Num-Pending", "0")))
+
     async def last(self, user: str, timeout: float = 5.0) -> StoredMessage | None:
         """The newest message of `user`, if any."""
         (reply,) = await self._direct({"last_by_subj": self.subject(user)}, timeout, batch=False)

@@ -49,6 +49,7 @@ class Timeline:
         "_retention_ns",
         "entries",
         "epoch",
+        "floor",
         "known_to",
         "trimmed_to",
         "user",
@@ -66,6 +67,9 @@ class Timeline:
         self._by_seq: dict[int, Notice] = {}
         self.known_to = 0
         self.trimmed_to = 0
+        # A timeline read from the middle of the stream (`History.warm`) holds only what
+        # came after `floor`; 0 once it holds all of the user's messages.
+        self.floor = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -95,6 +99,22 @@ class Timeline:
                         entry.retracts.append(seq)
             entry.retracts.sort()
         self.trim(now_ns)
+
+    def prepend(self, older: list[Stored], now_ns: int) -> None:
+        """Add the user's messages at or below `floor` (oldest first), which a timeline read
+        from the middle of the stream lacked: everything is applied again in order, since
+        an older notification may be retracted or replaced by a newer message."""
+        entries = [*older, *self.entries]
+        known_to = self.known_to
+        self.entries, self._keys, self._by_seq = [], {}, {}
+        self.known_to = self.floor = 0
+        for entry in entries:
+            if isinstance(entry, Notice):
+                entry.supersedes, entry.retracted_by = [], 0
+            elif isinstance(entry, Retraction):
+                entry.retracts = []
+            self.append(entry, now_ns)
+        self.known_to = max(self.known_to, known_to)
 
     def advance(self, seq: int) -> None:
         """A read of the store found nothing more of the user up to `seq`."""

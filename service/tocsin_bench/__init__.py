@@ -50,6 +50,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--workers", type=int, help="tocsin workers to start")
     bench.add_argument("--heartbeat", help="tocsin --heartbeat (capacity: default 5s)")
     bench.add_argument("--behind", type=int, help="storm: notifications each client missed")
+    bench.add_argument(
+        "--restart",
+        action="store_true",
+        help="storm: restart tocsin while the clients are away (nothing in memory but what "
+        "the new process reads at start)",
+    )
     bench.add_argument("--idle-seconds", type=float, help="capacity: how long to idle")
     bench.add_argument("--client-procs", type=int, help="SSE client processes")
     bench.add_argument(
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         nats_sync=args.nats_sync,
         trace_ratio=args.trace_ratio,
         replay_cache=args.replay_cache,
+        restart=args.restart,
         against_url=args.against,
         against_pid=args.against_pid,
     )

@@ -47,6 +47,7 @@ class Knobs:
     nats_sync: str = "always"
     trace_ratio: float = 1.0
     replay_cache: int | None = None
+    restart: bool = False
     against_url: str | None = None
     against_pid: int | None = None
 
@@ -600,6 +601,10 @@ async def storm(knobs: Knobs) -> list[Row]:
             progress(
                 name, f"stored {missed['accepted']} in {missed['seconds']:.1f} s; reconnecting"
             )
+            restarted = None
+            if knobs.restart:
+                progress(name, "restarting tocsin")
+                restarted = await target.restart()
             load_pids = [*(p.process.pid for p in fleet.processes)]
             before, load_before = target.usage(), usage(load_pids)
             nats_before = usage([target.nats_pid] if target.nats_pid else [])
@@ -623,6 +628,17 @@ async def storm(knobs: Knobs) -> list[Row]:
             name,
             "resumes read from memory / store",
             f"{replays.get('memory', 0)} / {replays.get('store', 0)}",
+        ),
+        *(
+            [
+                Row(
+                    name,
+                    "restarted: start to ready (reads the stream's tail)",
+                    f"{restarted:.2f} s",
+                )
+            ]
+            if restarted is not None
+            else []
         ),
         Row(name, "all reconnected (hello)", f"{opened:.2f} s"),
         Row(name, "all caught up", f"{caught_up:.2f} s", "<= 5 s", caught_up <= 5.0),

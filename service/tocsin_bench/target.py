@@ -115,6 +115,8 @@ class Target:
         self._nats: EmbeddedNats | None = None
         self._serve: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
+        self._command: list[str] = []
+        self._env: dict[str, str] = {}
 
     @classmethod
     async def start(cls, options: ServerOptions) -> Target:
@@ -157,14 +159,34 @@ class Target:
             "0",
             *options.extra,
         ]
-        log = open(folder / "tocsin.log", "ab")  # noqa: SIM115 - the child keeps writing to it
-        target._serve = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
-        )
-        log.close()
-        target.serve_pid = target._serve.pid
+        target._command, target._env = command, env
+        target._spawn()
         await target._wait_ready(options.workers)
         return target
+
+    def _spawn(self) -> None:
+        assert self._dir is not None
+        log = open(self._dir / "tocsin.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+        self._serve = subprocess.Popen(
+            self._command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env,
+            preexec_fn=die_with_parent,
+        )
+        log.close()
+        self.serve_pid = self._serve.pid
+
+    async def restart(self) -> float:
+        """Stop `tocsin serve` (SIGTERM) and start it again on the same store; the seconds
+        from the new start until it answered ready."""
+        assert self._serve is not None and self.options is not None
+        self._serve.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self._serve.wait, 20)
+        started = time.monotonic()
+        self._spawn()
+        await self._wait_ready(self.options.workers)
+        return time.monotonic() - started
 
     async def _wait_ready(self, workers: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

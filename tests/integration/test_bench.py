@@ -76,11 +76,15 @@ def test_capacity_keeps_every_idle_stream_open() -> None:
 
 
 @pytest.mark.timeout(200)
-def test_storm_replays_everything_each_client_missed() -> None:
-    code, rows, output = bench("storm")
+@pytest.mark.parametrize("restart", [False, True])
+def test_storm_replays_everything_each_client_missed(restart: bool) -> None:
+    code, rows, output = bench("storm", *(["--restart"] if restart else []))
     assert code == 0, output
     assert rows["replayed / expected"] == "100 / 100", output
     assert rows["streams wrong / out of order"] == "0 / 0", output
+    # Whether restarted or lingering, the process answers every resume from memory.
+    assert rows["resumes read from memory / store"] == "20 / 0", output
+    assert ("restarted: start to ready (reads the stream's tail)" in rows) is restart
 
 
 @pytest.mark.timeout(200)

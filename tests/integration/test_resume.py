@@ -5,8 +5,22 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from support import Subscriber, Tocsin, auth, publish_http, user_token, wait_for
+from tocsin.embedded import EmbeddedNats
+
+from support import (
+    REPLAY_SOURCES,
+    Subscriber,
+    Tocsin,
+    TocsinFactory,
+    auth,
+    publish_http,
+    replay_flags,
+    replays_from,
+    user_token,
+    wait_for,
+)
 
 
 async def test_live_delivery_then_resume_by_header(tocsin: Tocsin, http: httpx.AsyncClient) -> None:
@@ -45,3 +59,28 @@ async def test_resume_by_query_parameter(tocsin: Tocsin, http: httpx.AsyncClient
             if len(frames) == len(missed):
                 break
     assert frames == missed
+
+
+@pytest.mark.parametrize("source", REPLAY_SOURCES)
+async def test_a_restarted_process_resumes_from_what_it_read_at_start(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory, source: str
+) -> None:
+    """A fresh process reads the stream's newest notifications once at start, so the
+    resumes that follow a restart are answered from memory, whole and in order: also for
+    a user whose first notifications lie before what it read (--replay-cache 6)."""
+    flags = ("--replay-cache", "6") if source == "memory" else replay_flags(source)
+    proc = tocsin_factory(nats_server.url, *flags)
+    async with httpx.AsyncClient(base_url=proc.url) as http:
+        alice = [(await publish_http(http, ["alice"], f"a{i}"))[0] for i in range(3)]
+        bob = [(await publish_http(http, ["bob"], f"b{i}"))[0] for i in range(4)]
+        alice += await publish_http(http, ["alice"], "a3")
+    proc.kill()
+    proc.start()
+    for user, ids in (("alice", alice), ("bob", bob)):
+        sub = Subscriber(proc.url, user_token(user), last_event_id=ids[0]).start()
+        try:
+            await wait_for(lambda sub=sub, ids=ids: len(sub.ids) == len(ids) - 1, what=user)  # type: ignore[misc]
+            assert sub.ids == ids[1:]
+        finally:
+            await sub.close()
+    assert await replays_from(proc.url, source) == 2

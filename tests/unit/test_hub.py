@@ -195,3 +195,23 @@ async def test_a_failed_read_lets_the_user_go_and_the_next_open_tries_again() ->
     opened = await join(hub, Connection("alice", "c2", 8))
     assert opened.timeline.known_to == 0 and broker.users == {"alice"}
     await hub.disconnect()
+
+
+async def test_a_restarted_process_reads_the_stream_once_and_answers_from_memory() -> None:
+    store, bus = FakeStore(), FakeBus()
+    early = store.store("alice")
+    for _ in range(3):
+        store.store("bob")
+    later = [store.store("alice") for _ in range(2)]
+    hub, _ = hub_on(store, bus)
+    history = hub.history
+    # Only the newest four: alice's first message is below where the read began.
+    assert await history.warm(4) == 4
+    assert history.cached_users == 2
+    conn = Connection("alice", "c1", 8)
+    opened = await join(hub, conn)
+    assert opened.from_memory
+    # Completed with what lay below the read, once: alice's timeline is whole.
+    assert [e.seq for e in opened.timeline.entries] == [early, *later]
+    assert opened.timeline.floor == 0
+    await hub.disconnect()

@@ -183,3 +183,35 @@ def test_keys_and_retractions_match_a_plain_model(script: list[Op]) -> None:
         shown = {n.seq for n in line.notices(NOW)}
         assert shown == set(live)
         assert not shown & gone
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops, st.integers(0, 40))
+def test_a_timeline_read_from_the_middle_completes_to_the_same(script: list[Op], cut: int) -> None:
+    """A timeline read from sequence `cut` on, then given what came before, is the one
+    read whole: keys and retractions reach back into the older part."""
+    messages: list[tuple[int, bytes | None, dict[str, str] | None]] = []
+    for seq, (op, arg) in enumerate(script, start=1):
+        if op == "publish":
+            messages.append((seq, body(key=f"k{arg}") if arg >= 0 else body(), None))
+        elif op == "retract_key":
+            messages.append((seq, None, {"Tocsin-Retract": f"k{arg}"}))
+        else:
+            messages.append((seq, None, {"Tocsin-Retract": encode_id(EPOCH, arg)}))
+    whole, split = timeline(), timeline()
+    split.floor = split.known_to = cut
+    for seq, data, headers in messages:
+        add(whole, seq, data, headers)
+        if seq > cut:
+            add(split, seq, data, headers)
+    older = []
+    for seq, data, headers in messages:
+        if seq <= cut:
+            if data is None:
+                data = b"" if headers and "Tocsin-Retract" in headers else body(f"n{seq}")
+            older.append(decode(EPOCH, seq, NOW, headers, data))
+    split.prepend(older, NOW)
+    assert split.floor == 0
+    assert live_ids(split) == live_ids(whole)
+    assert [e.seq for e in split.entries] == [e.seq for e in whole.entries]
+    assert split.known_to == max(whole.known_to, cut)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every `tocsin bench` command that docs/benchmarks.md quotes, one after the other
 # (three times where the doc gives a median of 3), saving each output with the load
-# average at its start. Usage: ops/bench/campaign.sh OUTPUT_DIR   (about 35 minutes)
+# average at its start. Usage: ops/bench/campaign.sh OUTPUT_DIR   (about 40 minutes)
 # With PEER_URL set to a running server of the seed's design (docs/benchmarks.md,
 # "Comparing with the seed's design"), `compare` runs three times first (a few minutes
 # more): PEER_URL=http://127.0.0.1:3000 ops/bench/campaign.sh OUTPUT_DIR
+# With FIREHOSE_PYTHON set to the python of a venv with the firehose design's tocsin
+# (docs/benchmarks.md, "A fleet: what each process pays"), `fleet` runs three times
+# against it too (about 4 minutes more).
 set -u
 out=${1:?usage: $0 OUTPUT_DIR}
 mkdir -p "$out"
@@ -37,6 +40,17 @@ for i in 1 2 3; do
   run "publish-sampled-$i" publish --nats-sync default --trace-ratio 0.01
   run "fanout-strict-$i" fanout
 done
+for i in 1 2 3; do
+  run "fleet-$i" fleet --nats-sync default --trace-ratio 0.01
+done
+if [ -n "${FIREHOSE_PYTHON:-}" ]; then
+  for i in 1 2 3; do
+    run "fleet-firehose-$i" fleet --nats-sync default --trace-ratio 0.01 \
+      --tocsin-python "$FIREHOSE_PYTHON"
+  done
+else
+  echo "fleet against the firehose design: skipped (FIREHOSE_PYTHON is not set)"
+fi
 run native-untraced native --nats-sync default --no-tracing
 run native-strict native
 run storm-cold storm --replay-cache 0 --trace-ratio 0.01

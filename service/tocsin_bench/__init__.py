@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from .compare import compare
+from .interest import tocsin_source
 from .limits import raise_open_files
 from .peer import PeerError
 from .report import Row, progress, table
@@ -35,7 +36,16 @@ compare: the same streams and one-recipient publishes, from the same load proces
 first to the peer given by --against (the seed's design: POST /publish, Bearer <user id>,
 ids ntf_<n>), then to a tocsin over HTTP, then to a tocsin published natively; the peer's
 CPU is its process's (found by the port it listens on, or --against-pid), and RSS per
-open stream is the serving process's growth from before the streams to after their hellos."""
+open stream is the serving process's growth from before the streams to after their hellos.
+fleet: 3 tocsin processes and an idle one on one nats-server; each holder holds one stream
+of each user of its third; native publishes spread evenly over all users. Per process,
+CPU over each window (publishing plus draining) minus its CPU per second with nothing
+published (a baseline window) times the window's length; the idle process's remainder
+per notification published, each holder's per notification of its own users. Memory per
+subscription: tracemalloc (and RSS) growth of a process subscribing N users through the
+tested tocsin's own Broker (user ids made beforehand). Evictions: per trial, 2 streams of
+a new user on one process, a 3rd on another; the oldest's `event: evicted` minus the 3rd's
+hello, as the load process receives them (--max-conns-per-user 2)."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,6 +102,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--against", metavar="URL", help="compare: a running server of the seed's design"
     )
     bench.add_argument(
+        "--tocsin-python",
+        metavar="PATH",
+        help="run `PATH -m tocsin serve` (another checkout's venv python) instead of this tocsin",
+    )
+    bench.add_argument("--trials", type=int, help="fleet: cross-process eviction trials")
+    bench.add_argument(
+        "--subscriptions", type=int, help="fleet: users subscribed to measure their memory"
+    )
+    bench.add_argument(
         "--against-pid",
         type=int,
         metavar="PID",
@@ -126,7 +145,14 @@ def run(args: argparse.Namespace) -> int:
         restart=args.restart,
         against_url=args.against,
         against_pid=args.against_pid,
+        tocsin_python=args.tocsin_python,
+        trials=args.trials,
+        subscriptions=args.subscriptions,
     )
+    refusal = _refusal(args)
+    if refusal is not None:
+        print(f"tocsin bench: {refusal}", file=sys.stderr)
+        return 2
     if args.scenario == "compare" and args.against is None:
         print(
             "tocsin bench compare: --against URL is required (see docs/benchmarks.md)",
@@ -134,7 +160,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     if args.scenario == "all":
-        names = [name for name in RUNNABLE if name != "compare" or args.against is not None]
+        # compare needs a peer; fleet starts its own processes, so not against --target.
+        skipped = {"compare"} if args.against is None else set()
+        skipped |= {"fleet"} if args.target is not None else set()
+        names = [name for name in RUNNABLE if name not in skipped]
     else:
         names = [args.scenario]
     import uvloop
@@ -154,6 +183,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"Command: tocsin bench {' '.join(sys.argv[2:] if len(sys.argv) > 1 else [])}")
     print(METHOD)
     return 0 if all(row.met is not False for row in rows if row.correctness) else 1
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why the scenarios cannot run as asked, in words (None: they can)."""
+    if args.scenario == "fleet" and args.target is not None:
+        return "fleet starts its own tocsin processes: --target does not apply"
+    if args.tocsin_python is not None:
+        try:
+            tocsin_source(args.tocsin_python)
+        except ValueError as err:
+            return f"--tocsin-python: {err}"
+    return None
 
 
 async def _run_all(names: list[str], knobs: Knobs) -> list[Row]:

@@ -50,6 +50,9 @@ class Knobs:
     restart: bool = False
     against_url: str | None = None
     against_pid: int | None = None
+    tocsin_python: str | None = None
+    trials: int | None = None
+    subscriptions: int | None = None
 
     def server_options(
         self, *, workers: int | None = None, heartbeat: str = "15s"
@@ -63,6 +66,7 @@ class Knobs:
             trace_ratio=self.trace_ratio,
             nats_sync=self.nats_sync,
             extra=extra,
+            python=self.tocsin_python or sys.executable,
         )
 
 
@@ -743,10 +747,19 @@ async def native_fanout(knobs: Knobs) -> list[Row]:
     return await fanout(knobs, native=True)
 
 
+async def fleet(knobs: Knobs) -> list[Row]:
+    """Several tocsin processes on one NATS: each one's cost for its own users and others'."""
+    # Imported here: the scenario's module builds on this one.
+    from .interest import fleet as run_fleet
+
+    return await run_fleet(knobs)
+
+
 SCENARIOS: dict[str, Callable[[Knobs], Awaitable[list[Row]]]] = {
     "fanout": fanout,
     "native": native_fanout,
     "capacity": capacity,
     "storm": storm,
     "publish": publish,
+    "fleet": fleet,
 }

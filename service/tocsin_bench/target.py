@@ -35,6 +35,8 @@ class ServerOptions:
     trace_ratio: float = 1.0
     nats_sync: str = "always"
     extra: list[str] = field(default_factory=list)
+    # The interpreter that runs `-m tocsin serve`: another checkout's venv runs its tocsin.
+    python: str = sys.executable
 
 
 class OtlpSink:
@@ -119,14 +121,22 @@ class Target:
         self._env: dict[str, str] = {}
 
     @classmethod
-    async def start(cls, options: ServerOptions) -> Target:
-        """Start a nats-server, a loopback OTLP sink (when tracing) and `tocsin serve`."""
+    async def start(
+        cls, options: ServerOptions, *, nats: EmbeddedNats | None = None, secret: str | None = None
+    ) -> Target:
+        """Start a loopback OTLP sink (when tracing) and `tocsin serve`, on `nats` (a
+        nats-server of the caller's, shared by several tocsin processes) or on a
+        nats-server of its own, started here; `secret` signs tokens (one of its own if None)."""
         folder = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
-        nats = EmbeddedNats(folder / "nats", sync_always=options.nats_sync == "always")
-        nats.start()
+        if nats is None:
+            nats = EmbeddedNats(folder / "nats", sync_always=options.nats_sync == "always")
+            nats.start()
+            owned: EmbeddedNats | None = nats
+        else:
+            owned = None
         port = free_port()
-        target = cls(f"http://127.0.0.1:{port}", nats.url, secrets.token_urlsafe(32))
-        target._nats, target._dir, target.options = nats, folder, options
+        target = cls(f"http://127.0.0.1:{port}", nats.url, secret or secrets.token_urlsafe(32))
+        target._nats, target._dir, target.options = owned, folder, options
         assert nats.process is not None
         target.nats_pid = nats.process.pid
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOCSIN_"))}
@@ -140,7 +150,7 @@ class Target:
                 env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
                 env["OTEL_TRACES_SAMPLER_ARG"] = str(options.trace_ratio)
         command = [
-            sys.executable,
+            options.python,
             "-m",
             "tocsin",
             "serve",
@@ -249,7 +259,8 @@ class Target:
         return self._verifier.mint(publisher_claims(7200))
 
     async def stop(self) -> None:
-        """Stop what the bench started (by pid) and remove its files."""
+        """Stop what the bench started (by pid; its nats-server only if it started it)
+        and remove its files."""
         if self._serve is not None and self._serve.poll() is None:
             self._serve.send_signal(signal.SIGTERM)
             try:

@@ -77,6 +77,9 @@ class SseStream(asyncio.Protocol):
         self.last_seq = after_seq
         self.last_id = b""
         self.ended = False
+        # When (time.monotonic_ns) the hello and an `event: evicted` arrived; 0: not yet.
+        self.hello_ns = 0
+        self.evicted_ns = 0
         self._head = b""
         self._headers_done = False
         self._raw = b""
@@ -159,7 +162,10 @@ class SseStream(asyncio.Protocol):
                     now = time.time_ns()
                 self._notification(frame, now)
             elif frame.startswith(b": hello") and not self.hello.done():
+                self.hello_ns = time.monotonic_ns()
                 self.hello.set_result(None)
+            elif frame.startswith(b"event: evicted"):
+                self.evicted_ns = time.monotonic_ns()
         self._events = events[start:]
 
     def _notification(self, frame: bytes, now: int) -> None:

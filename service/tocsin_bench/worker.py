@@ -35,7 +35,6 @@ class Streams:
 
         `cmd["dialect"]` names the server's protocol (see `DIALECTS`).
         """
-        loop = asyncio.get_running_loop()
         host, port, sources = cmd["host"], int(cmd["port"]), cmd["sources"]
         seq_of = DIALECTS[cmd.get("dialect", "tocsin")].seq
         gate = asyncio.Semaphore(int(cmd.get("concurrency", 256)))
@@ -43,21 +42,12 @@ class Streams:
         started = time.monotonic()
 
         async def one(index: int, user: str, token: str, last_id: str | None) -> None:
-            after = seq_of(last_id.encode()) if last_id else 0
-            request = stream_request(host, port, token, last_id)
-            stream = SseStream(user, request, self.tally, after, seq_of)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            # Leave the port choice to connect(): each source address then has its own range.
-            sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((sources[index % len(sources)], 0))
             async with gate:
                 try:
-                    await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
-                    await loop.create_connection(lambda: stream, sock=sock)
-                    await asyncio.wait_for(stream.hello, 60)
+                    stream = await self.connect(
+                        host, port, sources[index % len(sources)], user, token, last_id, seq_of
+                    )
                 except (OSError, TimeoutError) as err:
-                    sock.close()
                     failures.append(str(err) or type(err).__name__)
                     return
             self.streams.append(stream)
@@ -79,6 +69,72 @@ class Streams:
             "caught_up_seconds": time.monotonic() - started,
             "received": self.tally.received,
         }
+
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        source: str,
+        user: str,
+        token: str,
+        last_id: str | None = None,
+        seq_of: Callable[[bytes], int] = id_seq,
+    ) -> SseStream:
+        """One stream of `user` from address `source`, once its hello arrived (not kept
+        among this process's streams: the caller decides)."""
+        loop = asyncio.get_running_loop()
+        after = seq_of(last_id.encode()) if last_id else 0
+        stream = SseStream(
+            user, stream_request(host, port, token, last_id), self.tally, after, seq_of
+        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        # Leave the port choice to connect(): each source address then has its own range.
+        sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), 30)
+            await loop.create_connection(lambda: stream, sock=sock)
+            await asyncio.wait_for(stream.hello, 60)
+        except BaseException:
+            stream.close()
+            sock.close()
+            raise
+        return stream
+
+    async def evictions(self, cmd: Command) -> Command:
+        """Per trial (`trials`: [user, token], a user with no stream yet): `cap` streams
+        of the user on server `first`, one after the other, then one more on server
+        `second`; how long after that one's hello the oldest got `event: evicted`
+        (None: not within `wait` seconds), and how many of the others were evicted.
+        After `give_up` trials in a row without an eviction, the rest are not tried."""
+        cap, wait, give_up = int(cmd["cap"]), float(cmd["wait"]), int(cmd["give_up"])
+        first, second = cmd["first"], cmd["second"]
+        results: list[list[Any]] = []
+        missed = 0
+        for user, token in cmd["trials"]:
+            streams = [
+                await self.connect(first["host"], int(first["port"]), "127.0.0.1", user, token)
+                for _ in range(cap)
+            ]
+            newest = await self.connect(
+                second["host"], int(second["port"]), "127.0.0.1", user, token
+            )
+            streams.append(newest)
+            oldest = streams[0]
+            deadline = time.monotonic() + wait
+            while not oldest.evicted_ns and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            # A moment for a wrong eviction, sent with the right one, to arrive too.
+            await asyncio.sleep(0.05)
+            delay = oldest.evicted_ns - newest.hello_ns if oldest.evicted_ns else None
+            results.append([delay, sum(1 for s in streams[1:] if s.evicted_ns)])
+            for stream in streams:
+                stream.close()
+            missed = 0 if delay is not None else missed + 1
+            if missed >= give_up:
+                break
+        return {"trials": results}
 
     async def stats(self, cmd: Command) -> Command:
         """Totals, and per stream (count, sum of sequences, last id) when asked."""
@@ -300,6 +356,7 @@ async def serve_commands() -> None:
         "stats": streams.stats,
         "latencies": streams.latencies,
         "close": streams.close,
+        "evictions": streams.evictions,
         "http": publish_http,
         "native": publish_native,
     }

@@ -78,7 +78,8 @@ class FakeBus:
 
     hubs: list[Hub] = field(default_factory=list)
     brokers: list[FakeBroker] = field(default_factory=list)
-    waiting: dict[str, list[bytes]] = field(default_factory=dict)
+    # Whose question each answer token belongs to.
+    waiting: dict[str, FakeBroker] = field(default_factory=dict)
 
 
 class FakeBroker:
@@ -105,18 +106,17 @@ class FakeBroker:
             if user in broker.users:
                 broker.hub.on_signal(user, msg)
 
-    async def gather(self, user: str, data: bytes, window: float) -> list[Msg]:
-        token = f"reply.{len(self.bus.waiting)}"
-        self.bus.waiting[token] = []
-        await self.signal(user, data, reply=token)
-        # Answers are sent from tasks the hubs spawn: give them their turn.
-        for _ in range(5):
-            await asyncio.sleep(0)
-        return [Msg(None, subject=token, data=d) for d in self.bus.waiting.pop(token)]  # type: ignore[arg-type]
+    async def ask(self, user: str, data: bytes, token: str) -> None:
+        # As a process's own inbox would, the reply subject tells the askers apart.
+        reply = f"{id(self)}.{token}"
+        self.bus.waiting[reply] = self
+        await self.signal(user, data, reply=reply)
 
     async def answer(self, msg: Msg, data: bytes) -> None:
-        if msg.reply in self.bus.waiting:
-            self.bus.waiting[msg.reply].append(data)
+        asker = self.bus.waiting.get(msg.reply)
+        if asker is not None:
+            token = msg.reply.rpartition(".")[2]
+            asker.hub.on_answer(token, Msg(None, subject=msg.reply, data=data))  # type: ignore[arg-type]
 
     def deliver(self, store: FakeStore, seq: int) -> None:
         """Republish the stored message at `seq` to this hub, as the stream would."""

@@ -17,7 +17,6 @@ after a reconnect, these included (it reads `_subject`, `_queue` and `_max_msgs`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -41,6 +40,8 @@ SIGNAL = "signal"
 OnStored = Callable[[str, int, int, int, Msg], None]
 # (user, message): the message's data is a signal; its reply subject, where to answer
 OnSignal = Callable[[str, Msg], None]
+# (token of the question, message): an answer to a signal this process asked
+OnAnswer = Callable[[str, Msg], None]
 
 
 def live_subject(user: str, what: str) -> str:
@@ -114,14 +115,15 @@ class _Dispatch:
 class Broker:
     """This process's interest in users, and the signals it sends them."""
 
-    def __init__(self, nc: Client, *, on_stored: OnStored, on_signal: OnSignal) -> None:
+    def __init__(
+        self, nc: Client, *, on_stored: OnStored, on_signal: OnSignal, on_answer: OnAnswer
+    ) -> None:
         self._nc = nc
         self._dispatch = _Dispatch(on_stored, on_signal)
+        self._on_answer = on_answer
         self._interests: dict[str, _Interest] = {}
-        self._replies: dict[str, asyncio.Queue[Msg]] = {}
         self._inbox = ""
         self._inbox_sub: Subscription | None = None
-        self._next_token = 0
 
     async def start(self) -> None:
         """Listen for answers to this process's signals."""
@@ -168,22 +170,9 @@ class Broker:
         """Send `data` to every process holding `user` (this one too, if it does)."""
         await self._nc.publish(live_subject(user, SIGNAL), data, reply=reply)
 
-    async def gather(self, user: str, data: bytes, window: float) -> list[Msg]:
-        """Signal `user` and collect the answers that come back within `window` seconds."""
-        self._next_token += 1
-        token = str(self._next_token)
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._replies[token] = queue
-        answers: list[Msg] = []
-        try:
-            await self.signal(user, data, reply=f"{self._inbox}.{token}")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(window):
-                    while True:
-                        answers.append(await queue.get())
-        finally:
-            del self._replies[token]
-        return answers
+    async def ask(self, user: str, data: bytes, token: str) -> None:
+        """Signal `user`; the answers come back to `on_answer` with `token`."""
+        await self.signal(user, data, reply=f"{self._inbox}.{token}")
 
     async def answer(self, msg: Msg, data: bytes) -> None:
         """Answer a signal that asked for answers."""
@@ -200,6 +189,4 @@ class Broker:
             self._inbox_sub = None
 
     async def _on_reply(self, msg: Msg) -> None:
-        queue = self._replies.get(msg.subject.rpartition(".")[2])
-        if queue is not None:
-            queue.put_nowait(msg)
+        self._on_answer(msg.subject.rpartition(".")[2], msg)

@@ -7,17 +7,16 @@ up to date by reading only what was stored after it (`catch_up`); a user never s
 read whole, once (the per-user cap bounds how much).
 
 Reads are direct gets, which any replica may answer — including one that lags behind
-the leader, without saying so. So every read ends by asking the stream leader for the
-user's newest sequence, and reads from the leader whatever the replica did not have;
-when the leader cannot be reached, the read fails (`StoreUnavailable`) rather than
-answer with less than is stored.
+the leader, without saying so. So with replicas, every read ends by asking the stream
+leader for the user's newest sequence, and reads from the leader whatever the replica did
+not have; when the leader cannot be reached, the read fails (`StoreUnavailable`) rather
+than answer with less than is stored. A stream of one replica has no other to lag.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,16 @@ from .timeline import Muted, Timeline, visible
 PAGE = 256
 # How long the stream's first sequence (asked of the leader) is trusted for reset checks.
 BOUNDS_SECONDS = 1.0
+
+
+class _Reading:
+    """The reads of one timeline under way: one at a time, and how many want to."""
+
+    __slots__ = ("lock", "readers")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.readers = 0
 
 
 class Reads(Protocol):
@@ -84,9 +93,7 @@ class History:
         self._cached: OrderedDict[str, Timeline] = OrderedDict()
         self._pinned: dict[str, Timeline] = {}
         # One read of a timeline at a time: two would append the same messages.
-        self._reading: weakref.WeakKeyDictionary[Timeline, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._reading: dict[Timeline, _Reading] = {}
         # Told of every message a read appends to a timeline, as it is appended (the hub
         # sends a held user's streams what a read found, whoever asked for the read).
         self.on_added: Callable[[Timeline, list[Stored]], None] = lambda _t, _e: None
@@ -165,9 +172,19 @@ class History:
         what the read already appended, so it must also go out after it (were the read's
         finds sent only at its end, they would follow a later live message, and a stream
         drops what comes after a later sequence)."""
-        lock = self._reading.setdefault(timeline, asyncio.Lock())
-        async with lock:
-            return await self._read_after(timeline)
+        reading = self._reading.get(timeline)
+        if reading is None:
+            reading = self._reading[timeline] = _Reading()
+        reading.readers += 1
+        try:
+            async with reading.lock:
+                return await self._read_after(timeline)
+        finally:
+            # Kept only while someone reads or waits to (a lock per timeline held for as
+            # long as the timeline is would cost each held user about 200 bytes).
+            reading.readers -= 1
+            if not reading.readers:
+                del self._reading[timeline]
 
     async def _read_after(self, timeline: Timeline) -> list[Stored]:
         if timeline.floor:
@@ -182,6 +199,8 @@ class History:
             if batch.pending == 0 or not batch.messages:
                 break
             start = batch.messages[-1].seq + 1
+        if self._settings.replicas <= 1:
+            return added
         newest = await self._store.from_leader(user)
         while newest is not None and newest.seq > timeline.known_to:
             missed = await self._store.from_leader(user, after=timeline.known_to)

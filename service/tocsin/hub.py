@@ -25,10 +25,11 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from . import signals
@@ -57,9 +58,9 @@ class Closed(StrEnum):
 
 # How long a stream told to end may take to notice before its writer is cancelled.
 ABORT_GRACE_SECONDS = 5.0
-# How long an opening stream waits for other processes to say which streams of the
-# user they hold (answers on loopback or a LAN take well under a millisecond).
-ROLL_CALL_SECONDS = 0.25
+# How long an opening stream heeds other processes' answers to its roll call (each answer
+# is acted on as it comes; on loopback or a LAN they take well under a millisecond).
+ROLL_CALL_SECONDS = 1.0
 # How soon after subscribing to a user the tail check looks (then every `--tail-check`).
 TAIL_SOON_SECONDS = 1.0
 
@@ -79,8 +80,8 @@ class Interest(Protocol):
     async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
         """Send a signal to every process holding the user."""
 
-    async def gather(self, user: str, data: bytes, window: float) -> list[Msg]:
-        """Send a signal and collect the answers that come within `window` seconds."""
+    async def ask(self, user: str, data: bytes, token: str) -> None:
+        """Send a signal whose answers come back to `on_answer` with `token`."""
 
     async def answer(self, msg: Msg, data: bytes) -> None:
         """Answer a signal."""
@@ -193,6 +194,15 @@ class Opened:
     from_memory: bool
 
 
+@dataclass(slots=True)
+class _Call:
+    """A roll call this process made: whose, when, and each answering process's streams."""
+
+    user: str
+    asked: float
+    remote: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
 class _Held:
     """A user this process holds: their open streams and their timeline as it follows."""
 
@@ -212,9 +222,11 @@ class _Held:
         self.conns: list[Connection] = []
         self.timeline: Timeline | None = None
         self.from_memory = False
+        # While the user's timeline is first read (then None: a done task held for as long
+        # as the user is would cost each held user about 800 bytes).
         self.loading: asyncio.Future[None] | None = None
-        # Done once the broker's subscription to the user is in place.
-        self.listening: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Until the broker's subscription to the user is in place.
+        self.listening: asyncio.Future[None] | None = None
         # Live messages that arrived while the timeline was being read: (seq, last, ns, msg)
         self.pending: list[tuple[int, int, int, Msg]] = []
         self.busy = False
@@ -246,6 +258,8 @@ class Hub:
         self._tail_all = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._checker: asyncio.Task[None] | None = None
+        self._calls: dict[str, _Call] = {}
+        self._next_call = 0
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -308,16 +322,22 @@ class Hub:
             held.conns.pop(0).close(Closed.EVICTED)
             self._telemetry.evicted()
         if held.timeline is None and held.loading is None:
-            held.loading = asyncio.ensure_future(self._follow(user, held))
+            self._start_following(user, held)
+
+    def _start_following(self, user: str, held: _Held) -> None:
+        if held.listening is None:
+            held.listening = asyncio.get_running_loop().create_future()
+        held.loading = asyncio.ensure_future(self._follow(user, held))
 
     async def listening(self, conn: Connection, timeout: float) -> None:
         """Wait (at most `timeout` seconds) until the broker receives the user's live
         messages: a stream that starts live says hello only then, so that whatever its
         client publishes after the hello reaches it."""
         held = self._held.get(conn.user)
-        if held is not None and not held.listening.done():
+        listening = held.listening if held is not None else None
+        if listening is not None and not listening.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(held.listening), timeout)
+                await asyncio.wait_for(asyncio.shield(listening), timeout)
 
     async def open(self, conn: Connection) -> Opened:
         """The timeline of a registered stream's user, once it is read and followed.
@@ -330,8 +350,9 @@ class Hub:
         in_memory = held.timeline is not None
         if held.timeline is None:
             if held.loading is None:
-                held.loading = asyncio.ensure_future(self._follow(conn.user, held))
+                self._start_following(conn.user, held)
             loading = held.loading
+            assert loading is not None
             try:
                 await asyncio.shield(loading)
             except BaseException:
@@ -341,7 +362,7 @@ class Hub:
                 raise
         timeline = held.timeline
         assert timeline is not None
-        self._spawn(self._roll_call(conn))
+        await self._roll_call(conn)
         return Opened(timeline, in_memory or held.from_memory)
 
     def close(self, conn: Connection) -> None:
@@ -410,8 +431,9 @@ class Hub:
         try:
             await broker.subscribe(user)
         finally:
-            if not held.listening.done():
-                held.listening.set_result(None)
+            listening, held.listening = held.listening, None
+            if listening is not None and not listening.done():
+                listening.set_result(None)
         if self._muted_kinds is not None:
             # Before anything is sent: a muted notification never goes out, not even once.
             held.muted = muted_by(await self._muted_kinds(user))
@@ -433,6 +455,7 @@ class Hub:
                 if isinstance(entry, Notice):
                     self._received(user, held, entry, msg)
                 self._fan_out(held, timeline, entry, after)
+        held.loading = None
         self._drain(user, held)
 
     # -- live messages --------------------------------------------------------------
@@ -545,6 +568,7 @@ class Hub:
         last_all = time.monotonic()
         while True:
             await asyncio.sleep(min(TAIL_SOON_SECONDS, self._settings.tail_check))
+            self._forget_old_calls()
             if time.monotonic() - last_all >= self._settings.tail_check:
                 self._tail_all = True
             if self._tail_all:
@@ -598,23 +622,46 @@ class Hub:
                 conn.offer(0, signal.frame, None)
 
     async def _roll_call(self, conn: Connection) -> None:
-        """Evict the user's oldest streams beyond the cap, on whichever process."""
-        broker = self._broker
-        held = self._held.get(conn.user)
-        if broker is None or held is None or conn.closing is not None:
+        """Ask the other processes holding the user which streams of theirs are open; each
+        answer is acted on as it comes (`on_answer`). Nothing here waits for them."""
+        if self._broker is None or conn.closing is not None:
             return
+        self._next_call += 1
+        token = f"{self._next_call}"
+        self._calls[token] = _Call(conn.user, time.monotonic())
         call = signals.RollCall(self.process, conn.id, conn.opened_ns)
-        answers = await broker.gather(conn.user, signals.encode(call), ROLL_CALL_SECONDS)
-        streams = [(c.opened_ns, c.id) for c in held.conns]
-        for answer in answers:
-            present = signals.decode(answer.data)
-            if isinstance(present, signals.Present) and present.process != self.process:
-                streams += [(opened_ns, conn_id) for conn_id, opened_ns in present.conns]
-        excess = len(streams) - self._settings.max_conns_per_user
-        if excess <= 0:
+        try:
+            await self._broker.ask(conn.user, signals.encode(call), token)
+        except nats.errors.Error as err:
+            # The cap across processes waits for the next stream to open; nothing else does.
+            log.warning("roll call not sent", extra={"fields": {"error": str(err)}})
+
+    def on_answer(self, token: str, msg: Msg) -> None:
+        """An answer to this process's roll call `token` (from the broker, in nats-py's
+        read loop): evict the user's oldest streams beyond the cap, wherever they are.
+
+        Acting on each answer as it comes is safe: with only some of the user's streams
+        known, the ones found beyond the cap are among those a full count would find."""
+        call = self._calls.get(token)
+        present = signals.decode(msg.data)
+        if call is None or not isinstance(present, signals.Present):
             return
-        evict = [conn_id for _, conn_id in sorted(streams)[:excess]]
-        await broker.signal(conn.user, signals.encode(signals.Evict(evict)))
+        if present.process == self.process:
+            return
+        call.remote[present.process] = present.conns
+        held = self._held.get(call.user)
+        streams = [(c.opened_ns, c.id) for c in held.conns] if held is not None else []
+        for conns in call.remote.values():
+            streams += [(opened_ns, conn_id) for conn_id, opened_ns in conns]
+        excess = len(streams) - self._settings.max_conns_per_user
+        if excess > 0 and self._broker is not None:
+            evict = [conn_id for _, conn_id in sorted(streams)[:excess]]
+            self._spawn(self._broker.signal(call.user, signals.encode(signals.Evict(evict))))
+
+    def _forget_old_calls(self) -> None:
+        oldest = time.monotonic() - ROLL_CALL_SECONDS
+        for token in [t for t, call in self._calls.items() if call.asked < oldest]:
+            del self._calls[token]
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

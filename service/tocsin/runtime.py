@@ -109,7 +109,12 @@ class Runtime:
                     }
                 },
             )
-            broker = Broker(nc, on_stored=self.hub.on_stored, on_signal=self.hub.on_signal)
+            broker = Broker(
+                nc,
+                on_stored=self.hub.on_stored,
+                on_signal=self.hub.on_signal,
+                on_answer=self.hub.on_answer,
+            )
             await broker.start()
         except BaseException:
             await nc.close()

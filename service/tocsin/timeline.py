@@ -42,8 +42,6 @@ class Timeline:
     """Every message of one user that the store holds, up to `known_to`, in order."""
 
     __slots__ = (
-        "__weakref__",
-        "_by_seq",
         "_cap",
         "_keys",
         "_retention_ns",
@@ -61,10 +59,9 @@ class Timeline:
         self._cap = cap
         self._retention_ns = retention_ns
         self.entries: list[Stored] = []
-        # The live notification holding each key, and every notification by sequence
-        # (retractions name ids).
-        self._keys: dict[str, int] = {}
-        self._by_seq: dict[int, Notice] = {}
+        # The live notification holding each key (made with the first key: most users'
+        # notifications have none, and an empty dict costs 64 bytes per timeline).
+        self._keys: dict[str, int] | None = None
         self.known_to = 0
         self.trimmed_to = 0
         # A timeline read from the middle of the stream (`History.warm`) holds only what
@@ -84,13 +81,14 @@ class Timeline:
         self.entries.append(entry)
         self.known_to = entry.seq
         if isinstance(entry, Notice):
-            self._by_seq[entry.seq] = entry
             if entry.key is not None:
-                earlier = self._keys.get(entry.key)
+                keys = self._keys if self._keys is not None else {}
+                self._keys = keys
+                earlier = keys.get(entry.key)
                 if earlier is not None:
                     self._retract(earlier, entry.seq)
                     entry.supersedes.append(earlier)
-                self._keys[entry.key] = entry.seq
+                keys[entry.key] = entry.seq
         elif isinstance(entry, Retraction):
             for target in entry.targets:
                 for seq in self._named(target):
@@ -106,7 +104,7 @@ class Timeline:
         an older notification may be retracted or replaced by a newer message."""
         entries = [*older, *self.entries]
         known_to = self.known_to
-        self.entries, self._keys, self._by_seq = [], {}, {}
+        self.entries, self._keys = [], None
         self.known_to = self.floor = 0
         for entry in entries:
             if isinstance(entry, Notice):
@@ -128,19 +126,32 @@ class Timeline:
         except BadId:
             pass
         else:
-            notice = self._by_seq.get(cursor.seq) if cursor.epoch == self.epoch else None
+            notice = self._notice_at(cursor.seq) if cursor.epoch == self.epoch else None
             if notice is not None and notice.retracted_by == 0:
                 found.append(notice.seq)
-        keyed = self._keys.get(target)
+        keyed = self._keys.get(target) if self._keys is not None else None
         if keyed is not None and keyed not in found:
             found.append(keyed)
         return found
 
     def _retract(self, seq: int, by: int) -> None:
-        notice = self._by_seq[seq]
+        notice = self._notice_at(seq)
+        assert notice is not None
         notice.retracted_by = by
-        if notice.key is not None and self._keys.get(notice.key) == seq:
-            del self._keys[notice.key]
+        self._release_key(notice)
+
+    def _release_key(self, notice: Notice) -> None:
+        keys = self._keys
+        if notice.key is not None and keys is not None and keys.get(notice.key) == notice.seq:
+            del keys[notice.key]
+
+    def _notice_at(self, seq: int) -> Notice | None:
+        """The notification stored at `seq`, if the timeline holds one there."""
+        index = bisect.bisect_left(self.entries, seq, key=_seq)
+        if index < len(self.entries) and self.entries[index].seq == seq:
+            entry = self.entries[index]
+            return entry if isinstance(entry, Notice) else None
+        return None
 
     def trim(self, now_ns: int) -> None:
         """Drop what the store has removed by now: TTLs run out, then by age, then beyond
@@ -163,9 +174,7 @@ class Timeline:
 
     def _forget(self, entry: Stored) -> None:
         if isinstance(entry, Notice):
-            self._by_seq.pop(entry.seq, None)
-            if entry.key is not None and self._keys.get(entry.key) == entry.seq:
-                del self._keys[entry.key]
+            self._release_key(entry)
 
     # -- reading --------------------------------------------------------------------
 
@@ -214,7 +223,7 @@ class Timeline:
 
     def _superseded(self, notice: Notice) -> bool:
         """Whether a later notification of the timeline replaced `notice` with its key."""
-        return notice.retracted_by in self._by_seq
+        return notice.retracted_by != 0 and self._notice_at(notice.retracted_by) is not None
 
     def _replaced(self, notice: Notice, after: int) -> list[int]:
         """What of the chain `notice` replaced a client with cursor `after` may show: the
@@ -226,7 +235,7 @@ class Timeline:
             seq = earlier.pop()
             if seq <= after:
                 found.append(seq)
-            elif (gone := self._by_seq.get(seq)) is not None:
+            elif (gone := self._notice_at(seq)) is not None:
                 earlier.extend(gone.supersedes)
         return sorted(found)
 

@@ -79,7 +79,12 @@ async def broker_subscriptions(nc: Client, count: int) -> dict[str, Any]:
     def on_stored(user: str, *_rest: Any) -> None:
         received.add(user)
 
-    broker = Broker(nc, on_stored=on_stored, on_signal=lambda _user, _msg: None)
+    broker = Broker(
+        nc,
+        on_stored=on_stored,
+        on_signal=lambda _user, _msg: None,
+        on_answer=lambda _token, _msg: None,
+    )
     await broker.start()
     untraced = [f"probe-r{i}" for i in range(count)]
     under_trace = [f"probe-t{i}" for i in range(count)]

@@ -49,7 +49,7 @@ async def main(url: str, epoch: str, after: int) -> None:
     plain = len((await store.read("u", after + 1, 1000)).messages)
 
     hub = Hub(settings)
-    broker = Broker(nc, on_stored=hub.on_stored, on_signal=hub.on_signal)
+    broker = Broker(nc, on_stored=hub.on_stored, on_signal=hub.on_signal, on_answer=hub.on_answer)
     await broker.start()
     hub.connect(History(store, settings), broker, store.last_sequences)
     conn = Connection("u", "probe", settings.client_buffer)

@@ -16,6 +16,8 @@ from tocsin.store import StoredMessage
 from fakes import FakeBroker, FakeBus, FakeStore, until
 
 SETTINGS = Settings(linger=0.05)
+# Replicated: every read ends with the leader check (a single replica has none to lag).
+REPLICATED = replace(SETTINGS, replicas=3)
 
 
 def hub_on(store: FakeStore, bus: FakeBus, settings: Settings = SETTINGS) -> tuple[Hub, FakeBroker]:
@@ -86,10 +88,10 @@ async def test_messages_arriving_while_the_timeline_is_read_wait_their_turn() ->
     assert store.gate is not None
     store.gate.set()
     opened = await opening
-    # The timeline has each once, in order: the read's own answer, then what the leader
-    # had beyond it. What arrived live meanwhile came after the subscription, so after
-    # the stream registered: it is queued too (a stream with a cursor drops what its
-    # replay already sent; one without is sent it).
+    # The timeline has each once, in order: the read's own answer, then the one it missed,
+    # applied as it arrived live. What arrived live meanwhile came after the subscription,
+    # so after the stream registered: it is queued too (a stream with a cursor drops what
+    # its replay already sent; one without is sent it).
     assert [e.seq for e in opened.timeline.entries] == [*stored, late]
     assert seqs(conn) == [stored[2], late]
     after = store.store("alice")
@@ -237,7 +239,7 @@ async def test_what_another_read_finds_goes_out_before_any_later_live_message() 
     the read waits on its leader check, the next message arrives live. The stream gets
     both, in order: the first was sent when the read found it, not after the read."""
     store, bus = SlowLeader(), FakeBus()
-    hub, broker = hub_on(store, bus)
+    hub, broker = hub_on(store, bus, REPLICATED)
     conn = Connection("alice", "c1", 16)
     await join(hub, conn)
     store.leader.clear()
@@ -263,7 +265,7 @@ async def test_a_key_replaced_twice_while_the_timeline_was_read_is_one_frame() -
     after it: the first replacement, itself replaced, sends nothing; the second retracts
     the one the client may show and shows itself, in one frame."""
     store, bus = FakeStore(gate=asyncio.Event()), FakeBus()
-    hub, broker = hub_on(store, bus)
+    hub, broker = hub_on(store, bus, REPLICATED)
     shown = store.store("alice", keyed("build"))
     conn = Connection("alice", "c1", 16)
     opening = asyncio.ensure_future(join(hub, conn))

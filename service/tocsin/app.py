@@ -7,27 +7,23 @@ get it from `install_admission`.
 
 from __future__ import annotations
 
-from quart import Quart, Response, request
+from quart import Quart, Response
 
 from . import telemetry
-from .admission import BODY_TIMEOUT_SECONDS, MAX_BODY_BYTES, connected
+from .admission import BODY_TIMEOUT_SECONDS, MAX_BODY_BYTES
 from .auth import Verifier
 from .browser import browser_blueprint
 from .cors import install_cors
-from .credentials import authenticate
+from .feed_routes import DEFAULT_LIMIT, MAX_LIMIT, add_feed_routes
 from .front_door import FrontDoor
-from .model import decode_read_request
 from .publish_endpoint import PUBLISH_PATH, PublishEndpoint
-from .quart_admission import install_admission, request_body
-from .responses import RETRY_AFTER_SECONDS, BadRequest, error_response, json_response
+from .quart_admission import install_admission
+from .responses import RETRY_AFTER_SECONDS, error_response, json_response
 from .runtime import Runtime
 from .settings import Settings
 from .stream_endpoint import STREAM_PATH, StreamEndpoint
 
 __all__ = ["BODY_TIMEOUT_SECONDS", "DEFAULT_LIMIT", "MAX_BODY_BYTES", "MAX_LIMIT", "create_app"]
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 
 
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
@@ -37,6 +33,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     app.register_blueprint(browser_blueprint(settings, runtime, verifier))
     cors = install_cors(app, settings.cors_origins)
     install_admission(app, cors)
+    add_feed_routes(app, runtime, verifier)
 
     @app.before_serving
     async def start() -> None:
@@ -67,21 +64,6 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    @app.get("/notifications")
-    async def list_notifications() -> Response:
-        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
-        limit = _limit(request.args.get("limit"))
-        before = request.args.get("before") or None
-        feed = await connected(runtime).feeds.page(user, limit, before)
-        return json_response(200, feed)
-
-    @app.post("/notifications/read")
-    async def mark_read() -> Response:
-        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
-        body = decode_read_request(await request_body())
-        state = await connected(runtime).feeds.mark_read(user, body.up_to)
-        return json_response(200, state)
-
     # The stream and the publish are served by their endpoints before Quart sees them; the
     # rules stay so that other methods on their paths get Quart's 405 (with `Allow`) and
     # OPTIONS answers, and so that the routes are listed with the others.
@@ -94,12 +76,3 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     door = FrontDoor(stream, {("POST", PUBLISH_PATH): publish})
     app.asgi_app = door  # type: ignore[method-assign]  # Quart's way to add ASGI middleware
     return app
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
-    return int(raw)

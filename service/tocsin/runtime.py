@@ -15,7 +15,8 @@ from .hub import Closed, Hub
 from .model import SUBJECT_PREFIX
 from .publisher import Publisher
 from .settings import Settings
-from .store import Store, connect
+from .state_store import StateStore, ensure_bucket
+from .store import Store, StoreUnavailable, connect
 from .telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("tocsin.runtime")
@@ -33,6 +34,7 @@ class Parts:
     broker: Broker
     feeds: Feeds
     publisher: Publisher
+    states: StateStore
 
 
 class Runtime:
@@ -41,7 +43,12 @@ class Runtime:
     def __init__(self, settings: Settings, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.hub = Hub(settings, telemetry=telemetry, on_invalid=self._invalid)
+        self.hub = Hub(
+            settings,
+            telemetry=telemetry,
+            on_invalid=self._invalid,
+            muted_kinds=self._muted_kinds,
+        )
         self.parts: Parts | None = None
         self.invalid_messages = 0
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +99,8 @@ class Runtime:
         try:
             store = Store(nc, self.settings)
             await store.ensure()
-            markers = await store.js.key_value(self.settings.read_bucket)
+            await ensure_bucket(store.js, self.settings)
+            states = StateStore(store.js, self.settings, store.epoch)
             history = History(store, self.settings, self.telemetry)
             broker = Broker(nc, on_stored=self.hub.on_stored, on_signal=self.hub.on_signal)
             await broker.start()
@@ -105,9 +113,16 @@ class Runtime:
             store=store,
             history=history,
             broker=broker,
-            feeds=Feeds(store, history, markers),
+            feeds=Feeds(store, history, states, self.hub),
             publisher=Publisher(store.js, self.settings.stream, store.epoch),
+            states=states,
         )
+
+    async def _muted_kinds(self, user: str) -> list[str]:
+        """A user's muted kinds, read when the hub begins to follow them."""
+        if self.parts is None:
+            raise StoreUnavailable("not connected to NATS")
+        return await self.parts.feeds.muted_kinds(user)
 
     async def _connection_changed(self, connected: bool) -> None:
         if self._stopping:

@@ -10,6 +10,7 @@ sent as an `event: state` frame to every stream of the user on every process
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -163,14 +164,17 @@ class Feeds:
         """A page of `user`'s feed with `query`'s filters, strictly older than `before`."""
         epoch = self._store.epoch
         before_seq = cursor_seq(before, epoch, "before") if before is not None else None
-        timeline = await self._history.current(user)
+        # Two round trips to NATS, made at once.
+        timeline, (doc, _) = await asyncio.gather(
+            self._history.current(user), self._states.load(user)
+        )
         position = 0
         if not timeline.entries:
             # The stream's position, taken before the user's timeline is read again:
             # whatever is stored after it reaches a stream resumed from `cursor`.
             _, position = await self._store.bounds()
             timeline = await self._history.current(user)
-        view = View((await self._states.load(user))[0])
+        view = View(doc)
         live = list(timeline.notices(time.time_ns()))
         tally = counts(view, live)
         rule = listed(view, query or FeedQuery())
@@ -189,8 +193,10 @@ class Feeds:
         """A page of `user`'s grouped feed: groups whose latest notification is strictly
         older than `before`."""
         before_seq = cursor_seq(before, self._store.epoch, "before") if before else None
-        timeline = await self._history.current(user)
-        view = View((await self._states.load(user))[0])
+        timeline, (doc, _) = await asyncio.gather(
+            self._history.current(user), self._states.load(user)
+        )
+        view = View(doc)
         found = [
             g
             for g in grouped(timeline.notices(time.time_ns()), view)

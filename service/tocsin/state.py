@@ -30,7 +30,7 @@ from .entry import Notice
 from .hub import muted_by
 from .ids import BadId, decode_id
 from .model import InvalidInput, ItemState, MutedKind, StateAction, StateChange
-from .timeline import Muted, Timeline
+from .timeline import Muted, Timeline, nothing_muted
 
 
 class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
@@ -103,14 +103,20 @@ class Tally:
 def counts(view: View, notices: Iterable[Notice]) -> Tally:
     """`unread` (not read, not archived, not muted) and `unseen` (not seen, not read, not
     archived, not muted) over the user's live notifications."""
+    # View's own rules, inlined: this runs over every stored notification of the user on
+    # each feed request (1,000 of them: 290 us through the methods, 100 us like this).
+    doc = view.doc
+    read_to, seen_to = doc.read_to, doc.seen_to
+    read, unread_marks, seen, archived = view._read, view._unread, view._seen, view._archived
+    muted = None if view.muted is nothing_muted else view.muted
     unread = unseen = 0
     for notice in notices:
-        if not view.shown(notice):
-            continue
         seq = notice.seq
-        if not view.is_read(seq):
+        if seq in archived or (muted is not None and muted(notice.kind)):
+            continue
+        if seq in unread_marks if seq <= read_to else seq not in read:
             unread += 1
-            if not view.is_seen(seq):
+            if seq > seen_to and seq not in seen:
                 unseen += 1
     return Tally(unread, unseen)
 

@@ -565,9 +565,7 @@ def _paths() -> Schema:
                 "security": USER_TOKEN,
                 "requestBody": {"required": True, "content": _json_content("ReadRequest")},
                 "responses": {
-                    "200": _response(
-                        "The read marker and the user's counts after the change.", "ReadState"
-                    ),
+                    "200": _response("The read marker and what is still unread.", "ReadState"),
                     "401": UNAUTHORIZED,
                     "408": SLOW_BODY,
                     "413": TOO_LARGE,

@@ -257,7 +257,6 @@ class Feeds:
         return ReadState(
             up_to=encode_id(self._store.epoch, doc.read_to) if doc.read_to else None,
             unread=tally.unread,
-            unseen=tally.unseen,
         )
 
     async def set_preferences(self, user: str, preferences: Preferences) -> Preferences:

@@ -172,11 +172,11 @@ class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class ReadState(msgspec.Struct):
     """The answer of `POST /notifications/read`: the read marker (it never moves back) and
-    the counts of contract §9."""
+    what is still unread (contract §9's count). Its shape is kept as it was; the new
+    `unseen` comes with the `state` frame and `POST /notifications/state`."""
 
     up_to: NotificationId | None
     unread: int
-    unseen: int
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):

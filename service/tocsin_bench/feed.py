@@ -50,7 +50,7 @@ async def feed_pages(knobs: Knobs) -> list[Row]:
     from .scenarios import serving
 
     name = "feed"
-    seconds = knobs.seconds or 3.0
+    seconds = knobs.seconds or 5.0
     rows: list[Row] = []
     async with serving(knobs, knobs.server_options()) as target:
         progress(name, f"storing {STORED} notifications for one user")

@@ -15,7 +15,7 @@ from .hub import Closed, Hub
 from .model import SUBJECT_PREFIX
 from .publisher import Publisher
 from .settings import Settings
-from .state_store import StateStore, ensure_bucket
+from .state_store import StateStore
 from .store import Store, StoreUnavailable, connect
 from .telemetry import NO_TELEMETRY, Telemetry
 
@@ -99,8 +99,7 @@ class Runtime:
         try:
             store = Store(nc, self.settings)
             await store.ensure()
-            await ensure_bucket(store.js, self.settings)
-            states = StateStore(store.js, self.settings, store.epoch)
+            states = await StateStore.open(store.js, self.settings, store.epoch)
             history = History(store, self.settings, self.telemetry)
             broker = Broker(nc, on_stored=self.hub.on_stored, on_signal=self.hub.on_signal)
             await broker.start()

@@ -15,7 +15,8 @@ it (a read mark just above the read marker moves the marker up to it, and so on)
 marks of notifications the timeline no longer shows (trimmed by the per-user cap or the
 retention, retracted, expired) are dropped. So `read`, `unread`, `seen` and `archived`
 each name at most `--per-user-max` notifications (those the store still holds for the
-user), besides the few a concurrent process stored after this one's timeline was read.
+user), besides marks of notifications newer than the timeline of the process folding
+(made by a process that read the user a moment later).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class View:
     def item_state(self, seq: int) -> ItemState:
         """The `state` of a feed item."""
         read = self.is_read(seq)
-        return ItemState(read=read, seen=read or self.is_seen(seq), archived=seq in self._archived)
+        seen = read or seq <= self.doc.seen_to or seq in self._seen
+        return ItemState(read=read, seen=seen, archived=seq in self._archived)
 
     def shown(self, notice: Notice) -> bool:
         """Whether the default feed lists it and the counts count it: not archived, not muted."""

@@ -13,7 +13,8 @@ document is read from the stream leader, whose answer is current.
 
 A user with no document yet starts from the read marker of the bucket `<stream>_READ`,
 which tocsin kept before per-notification state (`{"epoch", "seq"}`): an upgrade loses
-nobody's read state. The old bucket is only read, never written again.
+nobody's read state. The old bucket is only read (by processes started while it held any
+marker), never written again.
 """
 
 from __future__ import annotations
@@ -76,13 +77,28 @@ _encoder = msgspec.json.Encoder()
 class StateStore:
     """The state documents of every user, in one KV bucket."""
 
-    def __init__(self, js: JetStreamContext, settings: Settings, epoch: str) -> None:
+    def __init__(
+        self, js: JetStreamContext, settings: Settings, epoch: str, *, old_markers: bool = True
+    ) -> None:
         self._js = js
         self._stream = f"KV_{settings.state_bucket}"
         self._prefix = f"$KV.{settings.state_bucket}."
         self._old_stream = f"KV_{settings.read_bucket}"
         self._old_prefix = f"$KV.{settings.read_bucket}."
         self.epoch = epoch
+        # Whether the old bucket holds any marker: if not (a deployment that began with
+        # per-notification state), a user with no document costs one read, not two.
+        self._old_markers = old_markers
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, settings: Settings, epoch: str) -> StateStore:
+        """The state bucket, created if need be, and whether the old markers need reading."""
+        await ensure_bucket(js, settings)
+        try:
+            info = await js.stream_info(f"KV_{settings.read_bucket}")
+        except nats.js.errors.NotFoundError:
+            return cls(js, settings, epoch, old_markers=False)
+        return cls(js, settings, epoch, old_markers=info.state.messages > 0)
 
     async def load(self, user: str, *, leader: bool = False) -> tuple[UserState, int]:
         """The user's document and its revision (0: none stored yet). Raise
@@ -142,6 +158,8 @@ class StateStore:
 
     async def _migrated(self, user: str) -> UserState:
         """A user with no document: their read marker from before, if it is of this epoch."""
+        if not self._old_markers:
+            return fresh(self.epoch)
         # The old bucket does not allow direct gets: its leader answers.
         data, _ = await self._get(self._old_stream, self._old_prefix + user, leader=True)
         if data is None:

@@ -288,17 +288,20 @@ async def test_concurrent_changes_of_one_process_are_all_kept(http: httpx.AsyncC
 async def test_read_markers_from_before_are_kept(
     nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
 ) -> None:
-    tocsin = tocsin_factory(nats_server.url)
-    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+    before = tocsin_factory(nats_server.url)
+    async with httpx.AsyncClient(base_url=before.url, timeout=10) as http:
         ids = await publish_many(http, 3)
-        # The read marker as tocsin kept it before per-notification state.
-        nc = await nats.connect(nats_server.url)
-        try:
-            old = await nc.jetstream().key_value("TOCSIN_READ")
-            cursor = decode_id(ids[1])
-            await old.put("alice", json.dumps({"epoch": cursor.epoch, "seq": cursor.seq}).encode())
-        finally:
-            await nc.close()
+    before.stop()
+    # The read marker as tocsin kept it before per-notification state.
+    nc = await nats.connect(nats_server.url)
+    try:
+        old = await nc.jetstream().key_value("TOCSIN_READ")
+        cursor = decode_id(ids[1])
+        await old.put("alice", json.dumps({"epoch": cursor.epoch, "seq": cursor.seq}).encode())
+    finally:
+        await nc.close()
+    upgraded = tocsin_factory(nats_server.url)
+    async with httpx.AsyncClient(base_url=upgraded.url, timeout=10) as http:
         body = await feed(http, "alice")
         assert (body["unread"], body["unseen"]) == (1, 1)
         assert states(body)[ids[1]] == (True, True, False)
@@ -308,6 +311,7 @@ async def test_read_markers_from_before_are_kept(
             "unseen": 1,
         }
         assert states(await feed(http, "alice"))[ids[1]] == (True, True, False)
+        assert (await feed(http, "bob"))["unread"] == 0
 
 
 ALLOWED = "http://app.example:3000"

@@ -299,7 +299,9 @@ async def read_frames(
     params: dict[str, str] | None = None,
     timeout: float = 10.0,
 ) -> list[Event]:
-    """Open one stream and return its first `count` events (comments and retry lines skipped)."""
+    """Open one stream and return its first `count` events (comments and retry lines
+    skipped, and the `state` frames of contract §9: tests/integration/state_frames.py
+    reads those)."""
     events: list[Event] = []
 
     async def collect() -> None:
@@ -312,7 +314,7 @@ async def read_frames(
         ) as source:
             assert source.response.status_code == 200
             async for sse in source.aiter_sse():
-                if sse.event == "message" and not sse.data:
+                if (sse.event == "message" and not sse.data) or sse.event == "state":
                     continue
                 events.append(Event(sse.event, sse.id, sse.data))
                 if len(events) == count:

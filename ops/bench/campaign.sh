@@ -56,6 +56,8 @@ run native-strict native
 run storm-cold storm --replay-cache 0 --trace-ratio 0.01
 run storm-untraced storm --no-tracing
 run publish-strict publish
+run feed feed
+run feed-untraced feed --no-tracing
 for i in 1 2; do
   run "capacity-$i" capacity
 done

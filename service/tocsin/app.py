@@ -15,11 +15,12 @@ from .auth import Verifier
 from .browser import browser_blueprint
 from .cors import install_cors
 from .credentials import authenticate
+from .feed_routes import DEFAULT_LIMIT, MAX_LIMIT, add_feed_routes
 from .front_door import FrontDoor
-from .model import Retracted, decode_read_request, decode_retract_request
+from .model import Retracted, decode_retract_request
 from .publish_endpoint import PUBLISH_PATH, PublishEndpoint
 from .quart_admission import install_admission, request_body
-from .responses import RETRY_AFTER_SECONDS, BadRequest, error_response, json_response
+from .responses import RETRY_AFTER_SECONDS, error_response, json_response
 from .retraction import Retractions
 from .runtime import Runtime
 from .settings import Settings
@@ -34,10 +35,7 @@ __all__ = [
     "create_app",
 ]
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 RETRACT_PATH = "/notifications/retract"
-
 
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
     """The Quart application of one tocsin process, with the ASGI endpoints in front of it."""
@@ -46,6 +44,7 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     app.register_blueprint(browser_blueprint(settings, runtime, verifier))
     cors = install_cors(app, settings.cors_origins)
     install_admission(app, cors)
+    add_feed_routes(app, runtime, verifier)
 
     @app.before_serving
     async def start() -> None:
@@ -76,21 +75,6 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    @app.get("/notifications")
-    async def list_notifications() -> Response:
-        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
-        limit = _limit(request.args.get("limit"))
-        before = request.args.get("before") or None
-        feed = await connected(runtime).feeds.page(user, limit, before)
-        return json_response(200, feed)
-
-    @app.post("/notifications/read")
-    async def mark_read() -> Response:
-        user = (await authenticate(verifier, request.scope, allow_query=False)).subscriber()
-        body = decode_read_request(await request_body())
-        state = await connected(runtime).feeds.mark_read(user, body.up_to)
-        return json_response(200, state)
-
     @app.post(RETRACT_PATH)
     async def retract() -> Response:
         (await authenticate(verifier, request.scope, allow_query=False)).require_publisher()
@@ -111,12 +95,3 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
     door = FrontDoor(stream, {("POST", PUBLISH_PATH): publish})
     app.asgi_app = door  # type: ignore[method-assign]  # Quart's way to add ASGI middleware
     return app
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
-    return int(raw)

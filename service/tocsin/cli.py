@@ -96,7 +96,7 @@ def _serve_flags(serve: Parser) -> None:
     add(
         serve,
         "--stream",
-        "JetStream stream name; the read markers' bucket is <stream>_READ",
+        "JetStream stream name; users' state is in the KV bucket <stream>_STATE",
         field="stream",
     )
     add(

@@ -110,6 +110,9 @@ A `text/event-stream` that stays open. Frames, each ended by a blank line:
 - `event: reset` / `data: <ResetEvent>` when the cursor cannot be resumed (malformed, from
   another incarnation of the stream, older than what is stored, or too far behind): refetch
   the feed, the stream then goes live;
+- `event: state` / `data: <StateEvent>` with no `id:` line (it never moves
+  `Last-Event-ID`): right after the hello with the user's counts, then whenever the
+  user's state or preferences change on any device or process (contract §9);
 - `event: evicted` / `data: <EvictedEvent>` when the user opened more streams than
   `--max-conns-per-user` (the oldest goes); the stream then closes and must not be reopened;
 - `: ping` every `--heartbeat`;
@@ -131,6 +134,7 @@ def _components(types: Sequence[type], ref_template: str) -> dict[str, Schema]:
             _document_checks(components[name])
     if "RetractRequest" in components:
         _retract_rules(components["RetractRequest"])
+    _one_selector(components)
     return components
 
 
@@ -209,6 +213,9 @@ def json_schemas() -> dict[str, Schema]:
         "notification-body.schema.json": json_schema(model.NotificationBody, "notification-body"),
         "publish-request.schema.json": json_schema(model.PublishRequest, "publish-request"),
         "retract-request.schema.json": json_schema(model.RetractRequest, "retract-request"),
+        "state-change.schema.json": json_schema(model.StateChange, "state-change"),
+        "state-event.schema.json": json_schema(model.StateEvent, "state-event"),
+        "preferences.schema.json": json_schema(model.Preferences, "preferences"),
     }
 
 
@@ -426,6 +433,162 @@ EMPTY: Schema = {"type": "string", "maxLength": 0}
 USER_TOKEN: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}]
 
 
+BAD_BEFORE = _response(
+    "`before` is not an id of this stream (malformed, or from an earlier incarnation: "
+    "refetch from the top).",
+    "ErrorBody",
+)
+PAGE_PARAMETERS: list[Schema] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": f"Items per page; empty means {DEFAULT_LIMIT}.",
+        "schema": {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                EMPTY,
+            ],
+            "default": DEFAULT_LIMIT,
+        },
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Only items strictly older than this id (`next_before`); empty means from the newest."
+        ),
+        "schema": {"anyOf": [{"$ref": "#/components/schemas/NotificationId"}, EMPTY]},
+    },
+]
+
+
+def _query(name: str, description: str, kind: object) -> Schema:
+    """A query parameter whose values are those of `kind` (empty means absent)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"anyOf": [msgspec.json.schema(kind), EMPTY]},
+    }
+
+
+FEED_FILTERS: list[Schema] = [
+    _query(
+        "status",
+        "`all`: everything, archived and muted too; `unread`, `unseen`, `read`: those not "
+        "archived nor muted that are so; `archived`: the archived ones not muted. Absent: "
+        "everything not archived nor muted.",
+        model.FeedStatus,
+    ),
+    _query("kind", "Only notifications of this kind.", model.Kind),
+    _query("subject_id", "Only notifications about this subject (exact match).", model.SubjectId),
+]
+
+
+def _bell_paths() -> Schema:
+    """The routes of notification state, the grouped feed and preferences (contract §9)."""
+    return {
+        "/notifications/state": {
+            "post": {
+                "operationId": "changeState",
+                "summary": "Mark notifications read, unread, seen, archived or unarchived",
+                "description": (
+                    "One action on the notifications one selector names: `ids` (the user's "
+                    "own), `up_to` (every one at or below that id), `kind`, `subject_id`, or "
+                    "`all`. Markers never move back; every open stream of the user, on every "
+                    "process, gets an `event: state` frame with the new counts and the change."
+                ),
+                "security": USER_TOKEN,
+                "requestBody": {"required": True, "content": _json_content("StateChange")},
+                "responses": {
+                    "200": _response("The user's counts after the change.", "Counts"),
+                    "401": UNAUTHORIZED,
+                    "408": SLOW_BODY,
+                    "413": TOO_LARGE,
+                    "422": _response(
+                        "An unknown action, no selector or two, more than "
+                        f"{model.MAX_STATE_IDS} ids, or an id that is not one of the user's "
+                        "(malformed, of an earlier incarnation of the stream, another user's, "
+                        "or no longer stored); `field` is the JSON path at fault.",
+                        "ErrorBody",
+                    ),
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/notifications/groups": {
+            "get": {
+                "operationId": "listGroups",
+                "summary": "The feed collapsed by (kind, subject_id), newest group first",
+                "description": (
+                    "Over the default feed (not archived, not muted); a group's place is that "
+                    "of its latest notification, and `before` pages by that id."
+                ),
+                "security": USER_TOKEN,
+                "parameters": PAGE_PARAMETERS,
+                "responses": {
+                    "200": _response("The page of groups.", "Groups"),
+                    "400": _response("`limit` is not a whole number in range.", "ErrorBody"),
+                    "401": UNAUTHORIZED,
+                    "422": BAD_BEFORE,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/preferences": {
+            "get": {
+                "operationId": "getPreferences",
+                "summary": "The user's muted kinds",
+                "security": USER_TOKEN,
+                "responses": {
+                    "200": _response("The preferences.", "Preferences"),
+                    "401": UNAUTHORIZED,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "put": {
+                "operationId": "putPreferences",
+                "summary": "Replace the user's muted kinds",
+                "description": (
+                    f"At most {model.MAX_MUTED_KINDS} entries, each a kind or a prefix ending "
+                    "in `.*`. Muted notifications are stored but neither delivered, replayed, "
+                    "listed (but with `status=all`) nor counted; open streams apply the change "
+                    "at once and get an `event: state` frame."
+                ),
+                "security": USER_TOKEN,
+                "requestBody": {"required": True, "content": _json_content("Preferences")},
+                "responses": {
+                    "200": _response("The preferences as stored.", "Preferences"),
+                    "401": UNAUTHORIZED,
+                    "408": SLOW_BODY,
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                    "503": UNAVAILABLE,
+                },
+            },
+        },
+    }
+
+
+BELL_STRUCTS: list[type] = [
+    model.StateChange,
+    model.Counts,
+    model.StateEvent,
+    model.Preferences,
+    model.Groups,
+]
+
+
+def _one_selector(components: dict[str, Schema]) -> None:
+    """StateChange takes exactly one selector: said in the schema, from model.SELECTORS."""
+    struct = components.get("StateChange")
+    if struct is not None:
+        struct["oneOf"] = [{"required": [name]} for name in model.SELECTORS]
+
+
 def _paths() -> Schema:
     return {
         "/notifications": {
@@ -479,44 +642,18 @@ def _paths() -> Schema:
             },
             "get": {
                 "operationId": "listNotifications",
-                "summary": "A page of the user's feed, newest first",
+                "summary": "A page of the user's feed, newest first, with each item's state",
                 "security": USER_TOKEN,
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": f"Items per page; empty means {DEFAULT_LIMIT}.",
-                        "schema": {
-                            "anyOf": [
-                                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                                EMPTY,
-                            ],
-                            "default": DEFAULT_LIMIT,
-                        },
-                    },
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "required": False,
-                        "description": (
-                            "Only items strictly older than this id (`next_before`); empty "
-                            "means from the newest."
-                        ),
-                        "schema": {
-                            "anyOf": [{"$ref": "#/components/schemas/NotificationId"}, EMPTY]
-                        },
-                    },
-                ],
+                "parameters": [*PAGE_PARAMETERS, *FEED_FILTERS],
                 "responses": {
                     "200": _response("The page.", "Feed"),
-                    "400": _response("`limit` is not a whole number in range.", "ErrorBody"),
-                    "401": UNAUTHORIZED,
-                    "422": _response(
-                        "`before` is not an id of this stream (malformed, or from an earlier "
-                        "incarnation: refetch from the top).",
+                    "400": _response(
+                        "`limit` is not a whole number in range, or a filter is not one of "
+                        "its values; `field` names the parameter.",
                         "ErrorBody",
                     ),
+                    "401": UNAUTHORIZED,
+                    "422": BAD_BEFORE,
                     "503": UNAVAILABLE,
                 },
             },
@@ -558,7 +695,11 @@ def _paths() -> Schema:
             "post": {
                 "operationId": "markRead",
                 "summary": "Mark everything up to and including an id read",
-                "description": "Read markers never move back.",
+                "description": (
+                    'The same as `POST /notifications/state` with `{"action": "read", '
+                    '"up_to": id}`; `up_to` must be one of the user\'s ids. Read markers '
+                    "never move back."
+                ),
                 "security": USER_TOKEN,
                 "requestBody": {"required": True, "content": _json_content("ReadRequest")},
                 "responses": {
@@ -814,6 +955,7 @@ def openapi() -> Schema:
             model.RetractedEvent,
             browser.DevLogin,
             browser.DevNotify,
+            *BELL_STRUCTS,
         ],
         "#/components/schemas/{name}",
     )
@@ -841,7 +983,7 @@ def openapi() -> Schema:
         },
         "servers": [{"url": "http://127.0.0.1:8080", "description": "`tocsin serve` default"}],
         "security": USER_TOKEN,
-        "paths": _admitted({**_paths(), **_dev_paths()}),
+        "paths": _admitted({**_paths(), **_bell_paths(), **_dev_paths()}),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

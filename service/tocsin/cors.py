@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from quart import Quart, Response, request
 
-ALLOWED_METHODS = "GET, POST"
+ALLOWED_METHODS = "GET, POST, PUT"
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"
 EXPOSED_HEADERS = "Retry-After"
 MAX_AGE_SECONDS = 600

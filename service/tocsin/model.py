@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -147,18 +147,21 @@ class PublishAccepted(msgspec.Struct):
 
 
 class Feed(msgspec.Struct):
-    """A page of the feed, newest first (contract §6).
+    """A page of the feed, newest first (contract §6), each item with its state, and the
+    user's counts (contract §9: `unread` and `unseen` over the whole feed, whatever the
+    page's filters).
 
     `cursor` is where a stream opened after this read must resume so that nothing
     falls in between: `last_id` when the user has notifications, else the stream's
     position at the time of the read (so it is never null).
     """
 
-    items: list[Notification]
+    items: list[FeedItem]
     next_before: NotificationId | None
     last_id: NotificationId | None
     unread: int
     cursor: NotificationId
+    unseen: int
 
 
 class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,7 +171,9 @@ class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ReadState(msgspec.Struct):
-    """The answer of `POST /notifications/read`."""
+    """The answer of `POST /notifications/read`: the read marker (it never moves back) and
+    what is still unread (contract §9's count). Its shape is kept as it was; the new
+    `unseen` comes with the `state` frame and `POST /notifications/state`."""
 
     up_to: NotificationId | None
     unread: int
@@ -378,3 +383,157 @@ def decode_retract_request(data: bytes) -> RetractRequest:
             "$.recipients",
         )
     return request
+
+
+# -- Notification state, preferences and the grouped feed (contract §9; §10's groups) -------
+
+MUTED_KIND_PATTERN = r"^[a-z0-9_.-]{1,64}(\.\*)?$(?!\n)"
+MAX_STATE_IDS = 1000
+MAX_MUTED_KINDS = 100
+PATTERN_WORDS[MUTED_KIND_PATTERN] = Words(
+    "a kind or a prefix of kinds",
+    "1–64 characters of a–z, 0–9, '_', '.', '-', optionally followed by '.*' "
+    "(build.* mutes build.started, build.failed, ...)",
+)
+
+StateAction = Literal["read", "unread", "seen", "archive", "unarchive"]
+FeedStatus = Literal["all", "unread", "unseen", "read", "archived"]
+MutedKind = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=MUTED_KIND_PATTERN,
+        description="A kind (comment.created), or a prefix ending in .* (build.*).",
+    ),
+]
+# The selectors of a state change, in the order a request's second one is named.
+SELECTORS = ("ids", "up_to", "kind", "subject_id", "all")
+
+
+class ItemState(msgspec.Struct):
+    """One notification's state for its user (contract §9): read implies seen."""
+
+    read: bool
+    seen: bool
+    archived: bool
+
+
+class FeedItem(Notification, kw_only=True, omit_defaults=True):
+    """A notification as the feed lists it: with its state."""
+
+    state: ItemState
+
+
+class StateChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of `POST /notifications/state`: an action and exactly one selector, and the
+    `change` a `state` frame reports (contract §9). `ids`, `up_to`: the user's own
+    notifications; `kind`, `subject_id`: every one of the user's with it; `all`: every one."""
+
+    action: StateAction
+    ids: (
+        Annotated[list[NotificationId], msgspec.Meta(min_length=1, max_length=MAX_STATE_IDS)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    up_to: NotificationId | msgspec.UnsetType = msgspec.UNSET
+    kind: Kind | msgspec.UnsetType = msgspec.UNSET
+    subject_id: SubjectId | msgspec.UnsetType = msgspec.UNSET
+    all: Literal[True] | msgspec.UnsetType = msgspec.UNSET
+
+    def selector(self) -> str:
+        """The one selector given; raise `InvalidInput` naming the field for none or two."""
+        given = [name for name in SELECTORS if getattr(self, name) is not msgspec.UNSET]
+        if not given:
+            raise InvalidInput(
+                f"a selector is required: give exactly one of {', '.join(SELECTORS)}", "$"
+            )
+        if len(given) > 1:
+            raise InvalidInput(
+                f"{given[1]} is a second selector beside {given[0]}: give exactly one of "
+                f"{', '.join(SELECTORS)}",
+                f"$.{given[1]}",
+            )
+        return given[0]
+
+
+class Counts(msgspec.Struct):
+    """The answer of `POST /notifications/state`: the user's counts after the change.
+    `unread`: not read, not archived, not muted; `unseen`: not seen, not read, not
+    archived, not muted."""
+
+    unread: int
+    unseen: int
+
+
+class StateEvent(msgspec.Struct, kw_only=True):
+    """The data of an `event: state` frame (no `id:` line): the user's counts, and the
+    `change` that moved them (absent in the frame sent right after `hello` and when counts
+    are only brought up to date); `muted_kinds` when the user's preferences changed."""
+
+    unread: int
+    unseen: int
+    change: StateChange | msgspec.UnsetType = msgspec.UNSET
+    muted_kinds: list[MutedKind] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Preferences(msgspec.Struct, forbid_unknown_fields=True):
+    """`GET` and `PUT /preferences`: the kinds whose notifications are stored but neither
+    delivered, replayed, listed (but with `status=all`) nor counted."""
+
+    muted_kinds: Annotated[list[MutedKind], msgspec.Meta(max_length=MAX_MUTED_KINDS)]
+
+
+class Group(msgspec.Struct):
+    """Notifications of one (kind, subject_id) in the default feed: how many, how many
+    unread, up to 3 distinct actors (newest first) and the newest of them."""
+
+    kind: Kind
+    subject_id: SubjectId
+    count: int
+    unread: int
+    actors: list[ActorId]
+    latest: FeedItem
+
+
+class Groups(msgspec.Struct):
+    """A page of `GET /notifications/groups`, newest group first (by its latest item);
+    `next_before` is the latest item's id of the page's last group when more follow."""
+
+    groups: list[Group]
+    next_before: NotificationId | None
+
+
+class FeedQuery(msgspec.Struct, forbid_unknown_fields=False):
+    """The filters of `GET /notifications` (query parameters; empty means absent)."""
+
+    status: FeedStatus | msgspec.UnsetType = msgspec.UNSET
+    kind: Kind | msgspec.UnsetType = msgspec.UNSET
+    subject_id: SubjectId | msgspec.UnsetType = msgspec.UNSET
+
+
+_state_change_decoder = msgspec.json.Decoder(StateChange)
+_preferences_decoder = msgspec.json.Decoder(Preferences)
+
+
+def decode_state_change(data: bytes) -> StateChange:
+    """Validate a `POST /notifications/state` body (one selector); raise `InvalidInput`."""
+    change: StateChange = decode_json(_state_change_decoder, data)
+    change.selector()
+    return change
+
+
+def decode_preferences(data: bytes) -> Preferences:
+    """Validate a `PUT /preferences` body; raise `InvalidInput` naming the field."""
+    preferences: Preferences = decode_json(_preferences_decoder, data)
+    # Each entry once, in the order given.
+    preferences.muted_kinds = list(dict.fromkeys(preferences.muted_kinds))
+    return preferences
+
+
+def feed_query(args: dict[str, str]) -> FeedQuery:
+    """The feed's filters from its query parameters; raise `InvalidInput` naming the one
+    at fault (as `kind`, not `$.kind`: it is a query parameter)."""
+    given = {name: value for name, value in args.items() if value != ""}
+    try:
+        return msgspec.convert(given, FeedQuery)
+    except msgspec.ValidationError as error:
+        message, field = explain(error, FeedQuery, PATTERN_WORDS)
+        raise InvalidInput(message, field.removeprefix("$.")) from None

@@ -17,7 +17,8 @@ from .hub import Closed, Hub
 from .model import SUBJECT_PREFIX
 from .publisher import Publisher
 from .settings import Settings
-from .store import Store, connect
+from .state_store import StateStore
+from .store import Store, StoreUnavailable, connect
 from .telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("tocsin.runtime")
@@ -35,6 +36,7 @@ class Parts:
     broker: Broker
     feeds: Feeds
     publisher: Publisher
+    states: StateStore
 
 
 class Runtime:
@@ -43,7 +45,12 @@ class Runtime:
     def __init__(self, settings: Settings, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.hub = Hub(settings, telemetry=telemetry, on_invalid=self._invalid)
+        self.hub = Hub(
+            settings,
+            telemetry=telemetry,
+            on_invalid=self._invalid,
+            muted_kinds=self._muted_kinds,
+        )
         self.parts: Parts | None = None
         # Invalid messages skipped, by what each was meant to be: notification, retraction.
         self.invalid_messages: dict[str, int] = {}
@@ -95,7 +102,7 @@ class Runtime:
         try:
             store = Store(nc, self.settings)
             await store.ensure()
-            markers = await store.js.key_value(self.settings.read_bucket)
+            states = await StateStore.open(store.js, self.settings, store.epoch)
             history = History(store, self.settings, self.telemetry)
             started = time.monotonic()
             warmed = await history.warm(self.settings.replay_cache)
@@ -125,9 +132,16 @@ class Runtime:
             store=store,
             history=history,
             broker=broker,
-            feeds=Feeds(store, history, markers),
+            feeds=Feeds(store, history, states, self.hub),
             publisher=Publisher(store.js, self.settings.stream, store.epoch),
+            states=states,
         )
+
+    async def _muted_kinds(self, user: str) -> list[str]:
+        """A user's muted kinds, read when the hub begins to follow them."""
+        if self.parts is None:
+            raise StoreUnavailable("not connected to NATS")
+        return await self.parts.feeds.muted_kinds(user)
 
     async def _connection_changed(self, connected: bool) -> None:
         if self._stopping:

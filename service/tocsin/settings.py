@@ -85,5 +85,11 @@ class Settings:
 
     @property
     def read_bucket(self) -> str:
-        """The KV bucket holding every user's read marker."""
+        """The KV bucket of read markers from before per-notification state: read for a
+        user who has no state document yet (`state_store`), never written."""
         return f"{self.stream}_READ"
+
+    @property
+    def state_bucket(self) -> str:
+        """The KV bucket holding every user's notification state and preferences."""
+        return f"{self.stream}_STATE"

@@ -112,6 +112,7 @@ class StreamEndpoint:
             expires_at=principal.expires_at,
             stats=stats,
             telemetry=runtime.telemetry,
+            state_frame=parts.feeds.state_frame,
         )
         log.info("stream open", extra={"fields": _fields(conn)})
         runtime.telemetry.stream_opened()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .feed import feed_pages
 from .fleet import Answer, Fleet, LoadProcess
 from .procstat import Usage, usage
 from .report import Row, kib, mib, ms, percentile, progress
@@ -762,4 +763,5 @@ SCENARIOS: dict[str, Callable[[Knobs], Awaitable[list[Row]]]] = {
     "storm": storm,
     "publish": publish,
     "fleet": fleet,
+    "feed": feed_pages,
 }

@@ -73,6 +73,8 @@ async def test_text_that_could_break_framing_round_trips_exactly(
     assert delivered["actor_id"] == fields["actor_id"]
     assert delivered["meta"] == meta
     listed = (await http.get("/notifications", headers=auth(user_token("alice")))).json()
+    # The feed's item is the notification with its state (contract §9).
+    assert listed["items"][0].pop("state") == {"read": False, "seen": False, "archived": False}
     assert listed["items"][0] == delivered
 
 

@@ -108,7 +108,7 @@ async def test_publish_over_http_and_natively_then_tail_shows_both(
 
     async def read() -> None:
         assert tail.stdout is not None
-        while len(lines) < 2:
+        while len(lines) < 3:
             lines.append((await tail.stdout.readline()).decode())
 
     try:
@@ -116,7 +116,9 @@ async def test_publish_over_http_and_natively_then_tail_shows_both(
     finally:
         tail.terminate()
         await tail.wait()
-    events = [line.split(" ", 2) for line in lines]
+    # First the counts every stream sends after its hello, with no id (contract §9).
+    assert lines[0] == 'state - {"unread":2,"unseen":2}\n'
+    events = [line.split(" ", 2) for line in lines[1:]]
     assert [e[0] for e in events] == ["notification", "notification"]
     assert [e[1] for e in events] == ids
     assert [json.loads(e[2])["text"] for e in events] == ["via http", "via nats"]

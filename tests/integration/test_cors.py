@@ -85,6 +85,7 @@ async def test_preflight_answers_204_with_methods_headers_and_max_age(
     assert {m.strip() for m in headers["access-control-allow-methods"].split(",")} == {
         "GET",
         "POST",
+        "PUT",
     }
     allowed = {h.strip().lower() for h in headers["access-control-allow-headers"].split(",")}
     assert allowed == {"authorization", "content-type", "last-event-id", "idempotency-key"}

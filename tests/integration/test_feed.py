@@ -24,6 +24,7 @@ async def test_empty_feed_still_gives_a_cursor(tocsin: Tocsin, http: httpx.Async
         "next_before": None,
         "last_id": None,
         "unread": 0,
+        "unseen": 0,
     }
     # A user with nothing yet resumes from the stream's position: nothing falls in between.
     gap = await publish_http(http, ["nobody"], "first ever")
@@ -75,12 +76,20 @@ async def test_read_marker_moves_forward_only(http: httpx.AsyncClient) -> None:
 async def test_read_marker_cannot_run_ahead_of_the_feed(http: httpx.AsyncClient) -> None:
     ids = await publish_http(http, ["alice", "bob"])
     headers = auth(user_token("alice"))
-    # bob's id is newer than anything of alice's: marking it read must not swallow the future.
-    await http.post("/notifications/read", json={"up_to": ids[1]}, headers=headers)
+    # bob's id is not alice's (contract §9): refused, so it cannot swallow her future either.
+    refused = await http.post("/notifications/read", json={"up_to": ids[1]}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "$.up_to"
     later = await publish_http(http, ["alice"])
     state = await feed(http, "alice")
-    assert state["unread"] == 1
+    assert state["unread"] == 2
     assert state["last_id"] == later[0]
+    # Marking her newest read leaves what comes after it unread.
+    await http.post("/notifications/read", json={"up_to": later[0]}, headers=headers)
+    newest = await publish_http(http, ["alice"])
+    state = await feed(http, "alice")
+    assert state["unread"] == 1
+    assert state["last_id"] == newest[0]
 
 
 async def test_last_id_is_the_streams_starting_cursor(

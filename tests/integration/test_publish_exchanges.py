@@ -10,6 +10,9 @@ To record the fixture again from another checkout (e.g. the commit before a chan
 
     TOCSIN_CAPTURE_EXCHANGES=1 PYTHONPATH=<checkout>/service \\
         uv run pytest tests/integration/test_publish_exchanges.py
+
+Since the recording, one header was changed in it by hand: the preflight answer's
+`access-control-allow-methods` lists `PUT` too (for `PUT /preferences`, cors.py).
 """
 
 from __future__ import annotations

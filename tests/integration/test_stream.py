@@ -64,7 +64,8 @@ async def test_heartbeat_pings_an_idle_stream(tocsin: Tocsin) -> None:
                 seen += chunk
                 if seen.count(b": ping\n\n") >= 2:
                     break
-        assert b"event:" not in seen
+        # Nothing but the counts every stream sends after its hello (contract §9).
+        assert seen.count(b"event:") == seen.count(b"event: state\n") == 1
 
 
 async def test_users_never_see_each_others_notifications(

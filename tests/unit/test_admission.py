@@ -205,8 +205,10 @@ async def test_a_route_added_later_is_admitted_like_the_others() -> None:
     settings = Settings()
     app = create_app(settings, Runtime(settings), Verifier(secret=SECRET))
 
-    @app.put("/preferences")
-    async def put_preferences() -> Response:
+    # A route tocsin does not have (PUT /preferences, which this test once stood in for,
+    # is served by feed_routes now).
+    @app.put("/added-later")
+    async def added_later() -> Response:
         return Response(await request_body(), content_type="application/json")
 
     client = app.test_client()
@@ -215,24 +217,24 @@ async def test_a_route_added_later_is_admitted_like_the_others() -> None:
     body = b'{"muted_kinds": []}'
     length = {"Content-Length": str(len(body))}
     refused = await client.put(
-        "/preferences", data=body, headers={**foreign, **length, "Content-Type": "application/json"}
+        "/added-later", data=body, headers={**foreign, **length, "Content-Type": "application/json"}
     )
     assert refused.status_code == 403
     not_json = await client.put(
-        "/preferences",
+        "/added-later",
         data=body,
         headers={"Authorization": f"Bearer {token}", **length, "Content-Type": "text/plain"},
     )
     assert not_json.status_code == 415
     too_large = await client.put(
-        "/preferences",
+        "/added-later",
         data=b"x" * (admission.MAX_BODY_BYTES + 1),
         headers={"Content-Type": "application/json"},
     )
     assert too_large.status_code == 413
     own = {"Cookie": f"tocsin_token={token}", "Origin": "http://localhost"}
     accepted = await client.put(
-        "/preferences", data=body, headers={**own, **length, "Content-Type": "application/json"}
+        "/added-later", data=body, headers={**own, **length, "Content-Type": "application/json"}
     )
     assert accepted.status_code == 200
     assert await accepted.get_data() == body

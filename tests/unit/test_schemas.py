@@ -28,8 +28,10 @@ from tocsin.model import (
     InvalidInput,
     RetractedEvent,
     decode_body,
+    decode_preferences,
     decode_publish_request,
     decode_retract_request,
+    decode_state_change,
 )
 from tocsin.runtime import Runtime
 from tocsin.settings import Settings
@@ -227,11 +229,58 @@ RETRACT_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("ids null", {"ids": None}, False),
     ("unknown field", {"ids": ["ntf_abcdefgh_1"], "user": "u"}, False),
 ]
+ID = "ntf_abcdefgh_1z"
+CHANGE: dict[str, Any] = {"action": "read", "ids": [ID]}
+CHANGE_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("ids", CHANGE, True),
+    ("1000 ids", changed(CHANGE, ids=[ID] * 1000), True),
+    *(
+        (f"{action} all", {"action": action, "all": True}, True)
+        for action in ("read", "unread", "seen", "archive", "unarchive")
+    ),
+    ("up_to", {"action": "seen", "up_to": ID}, True),
+    ("kind", {"action": "archive", "kind": "build.failed"}, True),
+    ("subject_id", {"action": "unread", "subject_id": "doc 42 / any text"}, True),
+    ("no selector", {"action": "read"}, False),
+    ("two selectors", changed(CHANGE, all=True), False),
+    ("three selectors", changed(CHANGE, up_to=ID, kind="k"), False),
+    ("unknown action", changed(CHANGE, action="delete"), False),
+    ("no action", changed(CHANGE, action=...), False),
+    ("no ids", changed(CHANGE, ids=[]), False),
+    ("1001 ids", changed(CHANGE, ids=[ID] * 1001), False),
+    ("a malformed id", changed(CHANGE, ids=[ID, "abc"]), False),
+    ("an id too long", changed(CHANGE, ids=["ntf_" + "a" * 40]), False),
+    ("ids null", changed(CHANGE, ids=None), False),
+    ("all false", {"action": "read", "all": False}, False),
+    ("kind with a capital", {"action": "read", "kind": "Build"}, False),
+    ("subject_id empty", {"action": "read", "subject_id": ""}, False),
+    ("unknown field", changed(CHANGE, extra=1), False),
+]
+PREFERENCES: dict[str, Any] = {"muted_kinds": ["build.*", "comment.created"]}
+PREFERENCES_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("kinds and prefixes", PREFERENCES, True),
+    ("none", {"muted_kinds": []}, True),
+    ("100 entries", {"muted_kinds": [f"k{i}" for i in range(100)]}, True),
+    ("the same twice", {"muted_kinds": ["a", "a"]}, True),
+    ("101 entries", {"muted_kinds": [f"k{i}" for i in range(101)]}, False),
+    ("a star alone", {"muted_kinds": ["*"]}, False),
+    ("a star inside", {"muted_kinds": ["build.*.x"]}, False),
+    ("a star without its dot", {"muted_kinds": ["build*"]}, False),
+    ("a capital", {"muted_kinds": ["Build.*"]}, False),
+    ("a trailing newline", {"muted_kinds": ["build\n"]}, False),
+    ("missing", {}, False),
+    ("not a list", {"muted_kinds": "build.*"}, False),
+    ("unknown field", {**PREFERENCES, "extra": 1}, False),
+]
 DECODERS = {
     "notification-body.schema.json": (decode_body, BODY, BODY_CASES),
     "publish-request.schema.json": (decode_publish_request, REQUEST, REQUEST_CASES),
     "retract-request.schema.json": (decode_retract_request, {}, RETRACT_CASES),
+    "state-change.schema.json": (decode_state_change, CHANGE, CHANGE_CASES),
+    "preferences.schema.json": (decode_preferences, PREFERENCES, PREFERENCES_CASES),
 }
+# What tocsin checks after decoding, beyond the schema: notification bodies only.
+BEYOND_DECODERS = ("notification-body.schema.json", "publish-request.schema.json")
 
 
 @pytest.mark.parametrize(
@@ -252,7 +301,7 @@ def test_schema_and_decoder_agree_on_examples(
     assert portable(value) == valid, f"jsonschema-rs on {case}"
 
 
-@pytest.mark.parametrize("name", ["notification-body.schema.json", "publish-request.schema.json"])
+@pytest.mark.parametrize("name", BEYOND_DECODERS)
 @pytest.mark.parametrize(("case", "change", "field"), BEYOND_CASES)
 def test_only_documented_checks_go_beyond_the_schema(
     name: str, case: str, change: dict[str, Any], field: str
@@ -472,6 +521,43 @@ def test_the_retracted_frame_data_is_the_documented_event() -> None:
     assert "event: retracted" in doc["paths"]["/notifications/stream"]["get"]["description"]
     # The id-less one, implied by a keyed notification, carries the same data.
     assert sse.retracted(["ntf_abcdefgh_1"], None).startswith(b"event: retracted\ndata: ")
+SELECTOR_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "ids": st.lists(st.sampled_from([ID, "ntf_x", "ntf_", "x", "ntf_a b"]), max_size=3),
+    "up_to": st.sampled_from([ID, "ntf_x", "nope", ""]) | NOT_STRINGS,
+    "kind": token(KIND_CHARS, 64) | near_token(KIND_CHARS, 64),
+    "subject_id": bounded(128) | out_of_bounds(128),
+    "all": st.sampled_from([True, False, None, 1, "true"]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["read", "unread", "seen", "archive", "unarchive", "shred", 1]),
+    st.dictionaries(
+        st.sampled_from(sorted(SELECTOR_VALUES)), st.none(), min_size=0, max_size=3
+    ).flatmap(lambda keys: st.fixed_dictionaries({k: SELECTOR_VALUES[k] for k in keys})),
+)
+def test_state_change_schema_agrees_with_its_decoder(
+    action: Any, selectors: dict[str, Any]
+) -> None:
+    value = {"action": action, **selectors}
+    _, portable = verdicts("state-change.schema.json")
+    err = decoded(decode_state_change, value)
+    assert portable(value) == (err is None), err.message if err else "schema refuses"
+
+
+def test_state_event_schema_accepts_the_frames_tocsin_sends() -> None:
+    from tocsin.model import StateChange, StateEvent, encode
+
+    python, portable = verdicts("state-event.schema.json")
+    for event in (
+        StateEvent(unread=2, unseen=1),
+        StateEvent(unread=0, unseen=0, change=StateChange(action="archive", ids=[ID])),
+        StateEvent(unread=1, unseen=1, muted_kinds=["build.*"]),
+    ):
+        value = json.loads(encode(event))
+        assert python(value) and portable(value), value
+    assert not portable({"unread": 1, "unseen": 1, "change": {"action": "read"}})
 
 
 def test_notification_schema_accepts_what_subscribers_receive() -> None:
@@ -675,6 +761,27 @@ ANSWERS: list[tuple[str, str, dict[str, str], Any, int]] = [
         403,
     ),
     ("post", "/notifications/retract", {**PUBLISHER, "Content-Type": "text/plain"}, {}, 415),
+    ("get", "/notifications?status=all&kind=build.failed&subject_id=d", ALICE, None, 503),
+    ("get", "/notifications?status=everything", ALICE, None, 400),
+    ("get", "/notifications?kind=Build", ALICE, None, 400),
+    ("get", "/notifications?status=&kind=&subject_id=", ALICE, None, 503),
+    ("post", "/notifications/state", ALICE, {"action": "read", "all": True}, 503),
+    ("post", "/notifications/state", ALICE, {"action": "read"}, 422),
+    ("post", "/notifications/state", ALICE, {"action": "x", "all": True}, 422),
+    ("post", "/notifications/state", {}, {"action": "read", "all": True}, 401),
+    ("post", "/notifications/state", PUBLISHER, {"action": "read", "all": True}, 401),
+    ("post", "/notifications/state", {**ALICE, "Content-Type": "text/plain"}, {}, 415),
+    ("post", "/notifications/state", {**ALICE_COOKIE, "Origin": "https://evil.example"}, {}, 403),
+    ("get", "/notifications/groups", ALICE, None, 503),
+    ("get", "/notifications/groups?limit=0", ALICE, None, 400),
+    ("get", "/notifications/groups", {}, None, 401),
+    ("get", "/preferences", ALICE, None, 503),
+    ("get", "/preferences", {}, None, 401),
+    ("put", "/preferences", ALICE, PREFERENCES, 503),
+    ("put", "/preferences", ALICE, {"muted_kinds": ["*"]}, 422),
+    ("put", "/preferences", {}, PREFERENCES, 401),
+    ("put", "/preferences", {**ALICE, "Content-Type": "text/plain"}, PREFERENCES, 415),
+    ("put", "/preferences", {**ALICE_COOKIE, "Referer": "https://evil.example/"}, {}, 403),
 ]
 
 

@@ -16,18 +16,27 @@ from .browser import browser_blueprint
 from .cors import install_cors
 from .credentials import authenticate
 from .front_door import FrontDoor
-from .model import decode_read_request
+from .model import Retracted, decode_read_request, decode_retract_request
 from .publish_endpoint import PUBLISH_PATH, PublishEndpoint
 from .quart_admission import install_admission, request_body
 from .responses import RETRY_AFTER_SECONDS, BadRequest, error_response, json_response
+from .retraction import Retractions
 from .runtime import Runtime
 from .settings import Settings
 from .stream_endpoint import STREAM_PATH, StreamEndpoint
 
-__all__ = ["BODY_TIMEOUT_SECONDS", "DEFAULT_LIMIT", "MAX_BODY_BYTES", "MAX_LIMIT", "create_app"]
+__all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "DEFAULT_LIMIT",
+    "MAX_BODY_BYTES",
+    "MAX_LIMIT",
+    "RETRACT_PATH",
+    "create_app",
+]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+RETRACT_PATH = "/notifications/retract"
 
 
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
@@ -81,6 +90,14 @@ def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quar
         body = decode_read_request(await request_body())
         state = await connected(runtime).feeds.mark_read(user, body.up_to)
         return json_response(200, state)
+
+    @app.post(RETRACT_PATH)
+    async def retract() -> Response:
+        (await authenticate(verifier, request.scope, allow_query=False)).require_publisher()
+        body = decode_retract_request(await request_body())
+        parts = connected(runtime)
+        retractions = Retractions(parts.store, parts.history, parts.publisher)
+        return json_response(200, Retracted(retracted=await retractions.retract(body)))
 
     # The stream and the publish are served by their endpoints before Quart sees them; the
     # rules stay so that other methods on their paths get Quart's 405 (with `Allow`) and

@@ -240,6 +240,19 @@ def build_parser() -> Parser:
         parse=json_object,
         metavar="JSON",
     )
+    add(
+        publish,
+        "--key",
+        "the producer's name for it: replaces the user's live notification with this key",
+        metavar="KEY",
+    )
+    add(
+        publish,
+        "--expires-at",
+        "when it stops being listed, replayed or counted (RFC 3339 UTC, in the future, "
+        "e.g. 2026-06-07T14:32:11Z)",
+        metavar="TIME",
+    )
     add(publish, "--url", "tocsin's HTTP address (unless --nats or --nats-url)", field="url")
     add(
         publish,

@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from . import browser, model, replay
+from . import browser, entry, model, replay
 from .admission import STATE_CHANGING
-from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
+from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, RETRACT_PATH
 from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME, TOKEN_COOKIE
 from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX
 
@@ -34,13 +34,20 @@ META_NOTE = (
     f"Free-form JSON object, passed through untouched. Beyond this schema: at most "
     f"{model.META_MAX_BYTES} bytes when encoded as compact JSON (tocsin refuses larger ones)."
 )
+EXPIRES_AT_NOTE = (
+    "RFC 3339 timestamp after which the notification is no longer listed, replayed or "
+    "counted. Beyond this schema: it must be in UTC, and `POST /notifications` refuses "
+    "one that has passed. Without a `key`, it is stored with a `Nats-TTL` (whole seconds "
+    "to it, rounded up), so the store itself forgets it."
+)
 CREATED_AT_NOTE = (
     "RFC 3339 timestamp of when it happened; when absent, the time tocsin stored it. "
     "Beyond this schema: it must be in UTC (offset `Z` or `+00:00`); tocsin refuses other offsets."
 )
 BODY_NOTE = (
-    " Two rules this schema cannot express: `meta` is at most "
-    f"{model.META_MAX_BYTES} bytes encoded, and `created_at` is in UTC."
+    " Rules this schema cannot express: `meta` is at most "
+    f"{model.META_MAX_BYTES} bytes encoded, `created_at` and `expires_at` are in UTC, and "
+    "`POST /notifications` refuses an `expires_at` that has passed."
 )
 
 PUBLISH_UNAVAILABLE: Schema = {
@@ -96,6 +103,10 @@ A `text/event-stream` that stays open. Frames, each ended by a blank line:
 - `id: <id>` / `event: notification` / `data: <Notification as one-line JSON>` for each
   notification, in sequence order, exactly once per stream: first everything newer than
   `Last-Event-ID` (at most `--replay-max`), then live;
+- `id: <the retraction's id>` / `event: retracted` / `data: <RetractedEvent>` for each
+  stored retraction of notifications the stream may have sent, in sequence order with the
+  notifications; and an id-less `event: retracted` right before a notification whose `key`
+  replaced earlier ones (in the same write, so a client never shows both or neither);
 - `event: reset` / `data: <ResetEvent>` when the cursor cannot be resumed (malformed, from
   another incarnation of the stream, older than what is stored, or too far behind): refetch
   the feed, the stream then goes live;
@@ -118,6 +129,8 @@ def _components(types: Sequence[type], ref_template: str) -> dict[str, Schema]:
     for name in ("NotificationBody", "PublishRequest"):
         if name in components:
             _document_checks(components[name])
+    if "RetractRequest" in components:
+        _retract_rules(components["RetractRequest"])
     return components
 
 
@@ -126,9 +139,51 @@ def _document_checks(struct: Schema) -> None:
     struct["description"] += BODY_NOTE
     props = struct["properties"]
     props["meta"]["description"] = META_NOTE
-    props["created_at"]["description"] = CREATED_AT_NOTE
-    for branch in props["created_at"]["anyOf"]:
-        branch.pop("description", None)
+    for name, note in (("created_at", CREATED_AT_NOTE), ("expires_at", EXPIRES_AT_NOTE)):
+        props[name]["description"] = note
+        for branch in props[name]["anyOf"]:
+            branch.pop("description", None)
+
+
+# -- Retractions (contract §10) ---------------------------------------------------------
+
+RETRACT_BY_KEY: Schema = {"required": ["recipients", "keys"], "not": {"required": ["ids"]}}
+RETRACT_BY_ID: Schema = {
+    "required": ["ids"],
+    "not": {"anyOf": [{"required": ["recipients"]}, {"required": ["keys"]}]},
+}
+TARGET = model.KEY_PATTERN.removeprefix("^").removesuffix("$(?!\\n)")
+RETRACT_HEADER_PATTERN = f"^{TARGET}(,{TARGET})*$"
+
+
+def _retract_rules(struct: Schema) -> None:
+    """A retraction names keys (with recipients) or ids (alone): written into the schema."""
+    struct["oneOf"] = [RETRACT_BY_KEY, RETRACT_BY_ID]
+
+
+def _retraction_headers() -> Schema:
+    return {
+        "type": "object",
+        "properties": {
+            entry.RETRACT_HEADER: {
+                "type": "string",
+                "description": (
+                    f"What to retract: 1 to {model.MAX_RETRACT_TARGETS} keys or notification "
+                    "ids of this user, comma-separated (spaces around the commas are "
+                    "ignored). A key retracts the user's live notification with that key; "
+                    "an id, that notification if it is this user's and live. The body "
+                    f"must be empty, and the message must not carry `{entry.TTL_HEADER}`: "
+                    "the store would forget the retraction before what it retracts."
+                ),
+                "pattern": RETRACT_HEADER_PATTERN,
+            },
+            "Nats-Msg-Id": {
+                "type": "string",
+                "description": "Idempotent publish, as for a notification.",
+            },
+        },
+        "required": [entry.RETRACT_HEADER],
+    }
 
 
 def json_schema(struct: type, name: str) -> Schema:
@@ -153,6 +208,7 @@ def json_schemas() -> dict[str, Schema]:
         "notification.schema.json": json_schema(model.Notification, "notification"),
         "notification-body.schema.json": json_schema(model.NotificationBody, "notification-body"),
         "publish-request.schema.json": json_schema(model.PublishRequest, "publish-request"),
+        "retract-request.schema.json": json_schema(model.RetractRequest, "retract-request"),
     }
 
 
@@ -167,7 +223,9 @@ def asyncapi() -> Schema:
             "description": (
                 "How a service publishes a notification natively: the body, as JSON, "
                 f"through JetStream to the user's subject, stored in the stream "
-                f"`{DEFAULT_STREAM}`. This document describes such a producer."
+                f"`{DEFAULT_STREAM}`; and how it retracts notifications there (an empty "
+                f"body with a `{entry.RETRACT_HEADER}` header). This document describes "
+                "such a producer."
             ),
         },
         "defaultContentType": "application/json",
@@ -184,8 +242,12 @@ def asyncapi() -> Schema:
                 "title": "A user's notifications",
                 "description": (
                     f"Captured by the JetStream stream `{DEFAULT_STREAM}` (`tocsin serve "
-                    "--stream`). A body that fails validation is never delivered to "
-                    "browsers: tocsin counts it, logs it and skips it."
+                    "--stream`). A body that fails validation, and a retraction that does, "
+                    "is never delivered to browsers: tocsin counts it, logs it and skips it. "
+                    "Every message takes its place in the user's sequence: a notification "
+                    "with a `key` retracts the user's earlier live one with that key, a "
+                    "retraction what is live with its keys or ids, each as of where it was "
+                    "stored."
                 ),
                 "parameters": {
                     "user_id": {
@@ -197,7 +259,10 @@ def asyncapi() -> Schema:
                         "x-pattern": model.USER_ID_PATTERN,
                     }
                 },
-                "messages": {"notification": {"$ref": "#/components/messages/Notification"}},
+                "messages": {
+                    "notification": {"$ref": "#/components/messages/Notification"},
+                    "retraction": {"$ref": "#/components/messages/Retraction"},
+                },
             },
             "publishAck": {
                 "address": None,
@@ -222,7 +287,24 @@ def asyncapi() -> Schema:
                     "channel": {"$ref": "#/channels/publishAck"},
                     "messages": [{"$ref": "#/channels/publishAck/messages/ack"}],
                 },
-            }
+            },
+            "publishRetraction": {
+                "action": "send",
+                "title": "Retract notifications",
+                "description": (
+                    "Publish through JetStream an empty body with the "
+                    f"`{entry.RETRACT_HEADER}` header naming keys or ids, and wait for the "
+                    "ack. The retraction is stored like a notification: open and resuming "
+                    "streams of the user get `event: retracted` with the retraction's own "
+                    "id, and the feed and counts never show what it retracted again."
+                ),
+                "channel": {"$ref": "#/channels/userNotifications"},
+                "messages": [{"$ref": "#/channels/userNotifications/messages/retraction"}],
+                "reply": {
+                    "channel": {"$ref": "#/channels/publishAck"},
+                    "messages": [{"$ref": "#/channels/publishAck/messages/ack"}],
+                },
+            },
         },
         "components": {
             "schemas": {
@@ -249,7 +331,24 @@ def asyncapi() -> Schema:
                             "type": "string",
                             "description": "W3C trace context vendor state, passed along.",
                         },
+                        entry.TTL_HEADER: {
+                            "type": "string",
+                            "description": (
+                                "The store forgets the notification after this long (such "
+                                "as `3600` or `1h`; the stream allows per-message TTLs). "
+                                "For a notification with an `expires_at` and no `key`: "
+                                "whole seconds to it, rounded up. Never on a notification "
+                                "with a `key`: it would be forgotten before the one it "
+                                "replaced, which would show again (tocsin skips it)."
+                            ),
+                        },
                     },
+                },
+                "RetractionHeaders": _retraction_headers(),
+                "EmptyBody": {
+                    "type": "string",
+                    "maxLength": 0,
+                    "description": "A retraction has no body.",
                 },
                 "PubAck": {
                     "type": "object",
@@ -276,6 +375,12 @@ def asyncapi() -> Schema:
                     "contentType": "application/json",
                     "headers": {"$ref": "#/components/schemas/NotificationHeaders"},
                     "payload": {"$ref": "#/components/schemas/NotificationBody"},
+                },
+                "Retraction": {
+                    "name": "Retraction",
+                    "title": "Retraction",
+                    "headers": {"$ref": "#/components/schemas/RetractionHeaders"},
+                    "payload": {"$ref": "#/components/schemas/EmptyBody"},
                 },
                 "PubAck": {
                     "name": "PubAck",
@@ -415,6 +520,39 @@ def _paths() -> Schema:
                     "503": UNAVAILABLE,
                 },
             },
+        },
+        RETRACT_PATH: {
+            "post": {
+                "operationId": "retractNotifications",
+                "summary": "Retract notifications by key (for recipients) or by id",
+                "description": (
+                    f'Needs a publisher token (`"scope": "{PUBLISH_SCOPE}"`). Stores one '
+                    "retraction per user (natively: an empty body with `Tocsin-Retract` on "
+                    "the user's subject), so it is durable and ordered: open and resuming "
+                    "streams get `event: retracted`, and the feed and counts never show a "
+                    "retracted notification again. Answers what was found live and "
+                    "retracted; what was not found is simply not listed. An id is only ever "
+                    "retracted on its own recipient's subject."
+                ),
+                "security": USER_TOKEN,
+                "requestBody": {"required": True, "content": _json_content("RetractRequest")},
+                "responses": {
+                    "200": _response("Stored; the ids it retracted.", "Retracted"),
+                    "401": UNAUTHORIZED,
+                    "403": _response("The token lacks the publish scope.", "ErrorBody"),
+                    "408": SLOW_BODY,
+                    "413": TOO_LARGE,
+                    "422": _response(
+                        "The body breaks the contract (both `keys` and `ids`, neither, a "
+                        "key that is not one, more than 1,000, an id this stream did not "
+                        "give out); `field` is the JSON path at fault.",
+                        "ErrorBody",
+                    ),
+                    "503": _response(
+                        "NATS is unavailable; retracting again is safe.", "ErrorBody", RETRY_AFTER
+                    ),
+                },
+            }
         },
         "/notifications/read": {
             "post": {
@@ -671,6 +809,9 @@ def openapi() -> Schema:
             model.ReadRequest,
             model.ReadState,
             model.ErrorBody,
+            model.RetractRequest,
+            model.Retracted,
+            model.RetractedEvent,
             browser.DevLogin,
             browser.DevNotify,
         ],

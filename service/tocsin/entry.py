@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .ids import encode_id
-from .model import InvalidInput, encode, is_key, notification_from
+from .model import MAX_RETRACT_TARGETS, InvalidInput, encode, is_key, notification_from
 
 RETRACT_HEADER = "Tocsin-Retract"
 TTL_HEADER = "Nats-TTL"
-MAX_RETRACT_TARGETS = 1000
 # What replaces or retracts others must outlive them: were the store to delete it first
 # (its TTL), a later read would show what it retracted again.
 _FOREVER = (
@@ -82,9 +81,11 @@ class Retraction(Stored):
 
 @dataclass(slots=True, eq=False)
 class Invalid(Stored):
-    """A message that breaks the contract: skipped, with the problem for the log."""
+    """A message that breaks the contract: skipped, with the problem for the log; `what`
+    it was meant to be (a notification, or a retraction: it had `Tocsin-Retract`)."""
 
     problem: str
+    what: str = "notification"
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -150,7 +151,8 @@ def decode(
             raise InvalidInput(_FOREVER.format(what="a notification with a key"), TTL_HEADER)
     except InvalidInput as err:
         where = err.field or "$"
-        return Invalid(seq, time_ns, gone_ns, f"{where}: {err.message}")
+        what = "notification" if retract is None else "retraction"
+        return Invalid(seq, time_ns, gone_ns, f"{where}: {err.message}", what)
     expires_ns = 0
     if item.expires_at is not None:
         moment = datetime.fromisoformat(item.expires_at.replace("Z", "+00:00"))

@@ -230,13 +230,13 @@ class Hub:
         settings: Settings,
         *,
         telemetry: Telemetry = NO_TELEMETRY,
-        on_invalid: Callable[[int, str, str], None] | None = None,
+        on_invalid: Callable[[str, Invalid], None] | None = None,
         muted_kinds: MutedKinds | None = None,
     ) -> None:
         self._settings = settings
         self._telemetry = telemetry
         self._muted_kinds = muted_kinds
-        self._on_invalid = on_invalid or (lambda _seq, _user, _problem: None)
+        self._on_invalid = on_invalid or (lambda _user, _entry: None)
         self.process = secrets.token_hex(8)
         self._held: dict[str, _Held] = {}
         self._history: History | None = None
@@ -467,7 +467,7 @@ class Hub:
         if isinstance(entry, Notice):
             self._received(user, held, entry, msg)
         elif isinstance(entry, Invalid):
-            self._on_invalid(seq, user, entry.problem)
+            self._on_invalid(user, entry)
         timeline.append(entry, time.time_ns())
         self._fan_out(held, timeline, entry)
 
@@ -530,7 +530,7 @@ class Hub:
             return
         for entry in entries:
             if isinstance(entry, Invalid):
-                self._on_invalid(entry.seq, timeline.user, entry.problem)
+                self._on_invalid(timeline.user, entry)
             self._fan_out(held, timeline, entry)
 
     async def _check_tails(self) -> None:

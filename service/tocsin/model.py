@@ -311,3 +311,70 @@ def notification_from(notification_id: str, time_ns: int, data: bytes) -> Notifi
 def encode(value: Any) -> bytes:
     """Encode a contract value as compact one-line JSON."""
     return _encoder.encode(value)
+
+
+# -- Retractions (contract §10): `POST /notifications/retract` and the `retracted` frame --
+# Kept apart from the other structs: what a producer retracts, and what tocsin answers.
+
+MAX_RETRACT_TARGETS = 1000
+
+RetractKeys = Annotated[list[Key], msgspec.Meta(min_length=1, max_length=MAX_RETRACT_TARGETS)]
+RetractIds = Annotated[
+    list[NotificationId], msgspec.Meta(min_length=1, max_length=MAX_RETRACT_TARGETS)
+]
+RetractRecipients = Annotated[list[UserId], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+
+
+class RetractRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of `POST /notifications/retract`: the recipients' live notifications with
+    these keys (`recipients` and `keys`), or these notifications (`ids` alone). Beyond
+    this schema: each id must be one this stream gave out (not of an earlier incarnation)."""
+
+    recipients: RetractRecipients | msgspec.UnsetType = msgspec.UNSET
+    keys: RetractKeys | msgspec.UnsetType = msgspec.UNSET
+    ids: RetractIds | msgspec.UnsetType = msgspec.UNSET
+
+
+class Retracted(msgspec.Struct):
+    """The `200` answer of `POST /notifications/retract`: the ids of the notifications it
+    found live and retracted (what was not found, or already gone, is not listed)."""
+
+    retracted: list[NotificationId]
+
+
+class RetractedEvent(msgspec.Struct):
+    """The data of an `event: retracted` frame: remove these notifications. The frame has
+    its own `id:` when it is a stored retraction, and none when a notification that
+    replaced others with its key comes right after it, in the same write."""
+
+    ids: list[NotificationId]
+
+
+_retract_decoder = msgspec.json.Decoder(RetractRequest)
+
+
+def decode_retract_request(data: bytes) -> RetractRequest:
+    """Validate a `POST /notifications/retract` body: exactly one of `keys` (with
+    `recipients`) and `ids` (without); raise `InvalidInput` naming the field."""
+    request: RetractRequest = decode_json(_retract_decoder, data)
+    by_keys = request.keys is not msgspec.UNSET
+    by_ids = request.ids is not msgspec.UNSET
+    if by_keys and by_ids:
+        raise InvalidInput(
+            "give keys (with recipients) or ids, not both: retract by key or by id", "$.ids"
+        )
+    if not by_keys and not by_ids:
+        raise InvalidInput(
+            "say what to retract: keys (with recipients), or the ids of notifications", "$.keys"
+        )
+    if by_keys and request.recipients is msgspec.UNSET:
+        raise InvalidInput(
+            "recipients is required with keys: whose notifications with these keys to retract",
+            "$.recipients",
+        )
+    if by_ids and request.recipients is not msgspec.UNSET:
+        raise InvalidInput(
+            "recipients goes with keys only: an id already names its recipient",
+            "$.recipients",
+        )
+    return request

@@ -22,6 +22,8 @@ FLAGS = {
     "text": "--text",
     "actor_id": "--actor-id",
     "meta": "--meta",
+    "key": "--key",
+    "expires_at": "--expires-at",
 }
 START_HINT = "start it with `tocsin serve`"
 
@@ -41,6 +43,8 @@ async def publish(args: argparse.Namespace, mint: Callable[[], str]) -> int:
         "text": args.text,
         "actor_id": args.actor_id,
         "meta": {} if args.meta is None else args.meta,
+        "key": args.key,
+        "expires_at": args.expires_at,
     }
     try:
         body = decode_publish_request(json.dumps(request).encode())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
@@ -13,8 +14,17 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from . import telemetry
+from .entry import RETRACT_HEADER, TTL_HEADER, retract_targets
 from .ids import encode_id
-from .model import SUBJECT_PREFIX, NotificationBody, decode_body, encode, is_user_id
+from .model import (
+    SUBJECT_PREFIX,
+    InvalidInput,
+    NotificationBody,
+    check_expiry,
+    decode_body,
+    encode,
+    is_user_id,
+)
 from .store import StoreUnavailable, stream_epoch
 
 DEFAULT_STREAM = "TOCSIN"
@@ -66,12 +76,28 @@ class Publisher:
         """
         payload = encode(body)
         if not validated:
-            for index, user in enumerate(recipients):
-                if not is_user_id(user):
-                    raise ValueError(f"recipients[{index}] is not a valid user id")
+            _check_recipients(recipients)
             # Structs built in code skip msgspec's constraints; check them as a decode would.
             decode_body(payload)
+            check_expiry(body.expires_at, datetime.now(UTC))
+        ttl = expiry_ttl(body)
+        if ttl is not None:
+            headers = {**(headers or {}), TTL_HEADER: ttl}
         return await self._publish(recipients, payload, idempotency_key, headers)
+
+    async def retract(self, recipients: Sequence[str], targets: Sequence[str]) -> list[str]:
+        """Store one retraction per recipient, naming `targets` (keys or ids) in its
+        `Tocsin-Retract` header; the ids of the retractions, in recipient order. What
+        each one retracts is decided where it lands in its user's sequence
+        (`timeline.Timeline`): what was live with those keys or ids just before it.
+
+        Raise `InvalidInput` for a target that is neither a key nor an id (or more than
+        1,000), and `PartialPublish` (ids of the stored retractions) if any was not stored.
+        """
+        _check_recipients(recipients)
+        header = ",".join(targets)
+        retract_targets(header)
+        return await self._publish(recipients, b"", None, {RETRACT_HEADER: header})
 
     async def _publish(
         self,
@@ -123,6 +149,30 @@ class Publisher:
         return int(ack.seq)
 
 
+def expiry_ttl(body: NotificationBody, now: datetime | None = None) -> str | None:
+    """The `Nats-TTL` a notification is stored with, so that the store itself forgets it
+    once it expired: whole seconds to its `expires_at`, rounded up (never before it, and
+    at least 1). None without an `expires_at`, and for a keyed notification: what
+    replaced an earlier one must outlive it, or a later read would show that one again
+    (entry.py refuses a keyed notification with a TTL)."""
+    if body.expires_at is None or body.key is not None:
+        return None
+    left = (body.expires_at - (now or datetime.now(UTC))).total_seconds()
+    return str(max(1, math.ceil(left)))
+
+
+def _check_recipients(recipients: Sequence[str]) -> None:
+    if not recipients:
+        raise InvalidInput("recipients must name at least one user", "$.recipients")
+    for index, user in enumerate(recipients):
+        if not is_user_id(user):
+            raise InvalidInput(
+                f"recipients[{index}] must be a user id: 1-128 characters of A-Z, a-z, 0-9, "
+                "'_', '-'",
+                f"$.recipients[{index}]",
+            )
+
+
 def _headers(
     base: dict[str, str] | None, idempotency_key: str | None, index: int, user: str
 ) -> dict[str, str] | None:
@@ -141,12 +191,17 @@ async def publish(
     actor_id: str | None = None,
     meta: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    key: str | None = None,
+    expires_at: datetime | None = None,
     msg_id: str | None = None,
     stream: str = DEFAULT_STREAM,
 ) -> str:
     """Publish one notification for `user` through `nc`; its id.
 
-    For many notifications, keep one `Publisher` instead: this looks up the stream each call.
+    With a `key`, it replaces the user's live notification with that key; with an
+    `expires_at` (UTC, in the future), it is no longer listed, replayed or counted once
+    that passes. For many notifications, keep one `Publisher` instead: this looks up the
+    stream each call.
     """
     body = NotificationBody(
         kind=kind,
@@ -155,6 +210,8 @@ async def publish(
         actor_id=actor_id,
         created_at=created_at,
         meta=meta or {},
+        key=key,
+        expires_at=expires_at,
     )
     publisher = await Publisher.connect(nc, stream)
     ids = await publisher.publish([user], body, idempotency_key=msg_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from .broker import Broker
+from .entry import Invalid
 from .feed import Feeds
 from .history import History
 from .hub import Closed, Hub
@@ -43,7 +44,8 @@ class Runtime:
         self.telemetry = telemetry
         self.hub = Hub(settings, telemetry=telemetry, on_invalid=self._invalid)
         self.parts: Parts | None = None
-        self.invalid_messages = 0
+        # Invalid messages skipped, by what each was meant to be: notification, retraction.
+        self.invalid_messages: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -118,9 +120,10 @@ class Runtime:
             # was away is found by checking every held user's newest sequence.
             self.hub.interrupted()
 
-    def _invalid(self, seq: int, user: str, problem: str) -> None:
-        self.invalid_messages += 1
+    def _invalid(self, user: str, entry: Invalid) -> None:
+        self.invalid_messages[entry.what] = self.invalid_messages.get(entry.what, 0) + 1
+        subject = SUBJECT_PREFIX + user
         log.warning(
-            "invalid notification skipped",
-            extra={"fields": {"seq": seq, "subject": SUBJECT_PREFIX + user, "problem": problem}},
+            f"invalid {entry.what} skipped",
+            extra={"fields": {"seq": entry.seq, "subject": subject, "problem": entry.problem}},
         )

@@ -237,6 +237,18 @@ class Store:
             raise StoreUnavailable(f"direct get answered status {status}")
         return _stored(reply)
 
+    async def message_at(self, seq: int, timeout: float = READ_TIMEOUT) -> StoredMessage | None:
+        """The message stored at `seq`, if the stream still holds one there (a direct get;
+        when the replica that answered has none, the leader is asked, so that a replica
+        lagging behind cannot hide what was just stored)."""
+        (reply,) = await self._direct({"seq": seq}, timeout, batch=False)
+        status = reply.headers.get(STATUS) if reply.headers else None
+        if status is None:
+            return _stored(reply)
+        if status != "404":
+            raise StoreUnavailable(f"direct get answered status {status}")
+        return await self._leader_get({"seq": seq}, timeout)
+
     async def last_sequences(self, users: list[str], timeout: float = 5.0) -> dict[str, int]:
         """The newest sequence of each of `users` who has any message (multi_last direct
         gets; any replica may answer)."""
@@ -264,11 +276,15 @@ class Store:
         """The user's newest message, or with `after` the first one past it, as the stream
         leader has it: one message per request, but never from a replica that lags."""
         subject = self.subject(user)
-        request = (
+        request: dict[str, object] = (
             {"last_by_subj": subject}
             if after is None
             else {"seq": after + 1, "next_by_subj": subject}
         )
+        return await self._leader_get(request, timeout)
+
+    async def _leader_get(self, request: dict[str, object], timeout: float) -> StoredMessage | None:
+        """The one message `request` names, as the stream leader has it (None: no such)."""
         try:
             reply = await self.nc.request(
                 f"$JS.API.STREAM.MSG.GET.{self.settings.stream}",

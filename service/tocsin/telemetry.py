@@ -108,8 +108,9 @@ class Watched(Protocol):
         ...
 
     @property
-    def invalid_messages(self) -> int:
-        """Messages the live feed skipped as invalid, so far."""
+    def invalid_messages(self) -> dict[str, int]:
+        """Messages the live feed skipped as invalid so far, by what each was meant to be
+        (`notification`, `retraction`)."""
         ...
 
     @property
@@ -184,6 +185,17 @@ def _of_runtime(read: Callable[[Watched], int]) -> _Callback:
     def observe(_options: CallbackOptions) -> Iterable[Observation]:
         runtime = _watched() if _watched is not None else None
         return [] if runtime is None else [Observation(read(runtime))]
+
+    return observe
+
+
+def _of_runtime_by(label: str, read: Callable[[Watched], dict[str, int]]) -> _Callback:
+    """Observe what `read` says of the watched runtime, one sample per `label` value."""
+
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        runtime = _watched() if _watched is not None else None
+        counts = {} if runtime is None else dict(read(runtime))
+        return [Observation(v, {label: k}) for k, v in counts.items()]
 
     return observe
 
@@ -272,8 +284,9 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
         (
             "tocsin.invalid_messages",
             "{message}",
-            "Messages on the stream that failed validation and were skipped",
-            _of_runtime(lambda runtime: runtime.invalid_messages),
+            "Messages on the stream that failed validation and were skipped, by what each was "
+            "meant to be (what: notification, retraction)",
+            _of_runtime_by("what", lambda runtime: runtime.invalid_messages),
         ),
     ]
     for name, unit, description, callback in observed:

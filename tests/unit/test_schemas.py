@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import jsonschema_rs
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,12 +21,15 @@ from quart import Quart
 from tocsin import contract
 from tocsin.app import MAX_BODY_BYTES, create_app
 from tocsin.auth import Verifier
+from tocsin.entry import RETRACT_HEADER, retract_targets
 from tocsin.model import (
     META_MAX_BYTES,
     USER_ID_PATTERN,
     InvalidInput,
+    RetractedEvent,
     decode_body,
     decode_publish_request,
+    decode_retract_request,
 )
 from tocsin.runtime import Runtime
 from tocsin.settings import Settings
@@ -36,7 +40,14 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 JSON_SCHEMA_FILES = sorted(name for name in contract.documents() if name.endswith(".schema.json"))
 # Checks tocsin makes after decoding, which JSON Schema cannot state: the schemas say so in
 # a description, so these are the only places where a schema may accept what tocsin refuses.
-BEYOND_SCHEMA = {"$.created_at": "UTC", "$.meta": f"{META_MAX_BYTES} bytes"}
+BEYOND_SCHEMA = {
+    "$.created_at": "UTC",
+    "$.expires_at": "UTC",
+    "$.meta": f"{META_MAX_BYTES} bytes",
+}
+# A time comfortably in the future, and one long past.
+LATER = (datetime.now(UTC) + timedelta(days=3650)).strftime("%Y-%m-%dT%H:%M:%SZ")
+EARLIER = "2001-01-01T00:00:00Z"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -155,6 +166,18 @@ BODY_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("created_at without offset", changed(BODY, created_at="2026-06-07T14:32:11"), False),
     ("meta a list", changed(BODY, meta=[1]), False),
     ("meta null", changed(BODY, meta=None), False),
+    ("key", changed(BODY, key="build:7.linux-x86_64"), True),
+    ("key at 128 chars", changed(BODY, key="k" * 128), True),
+    ("key null", changed(BODY, key=None), True),
+    ("key with a space", changed(BODY, key="build 7"), False),
+    ("key with a slash", changed(BODY, key="build/7"), False),
+    ("key empty", changed(BODY, key=""), False),
+    ("key over 128 chars", changed(BODY, key="k" * 129), False),
+    ("key with a trailing newline", changed(BODY, key="k\n"), False),
+    ("expires_at", changed(BODY, expires_at=LATER), True),
+    ("expires_at null", changed(BODY, expires_at=None), True),
+    ("expires_at not a time", changed(BODY, expires_at="tomorrow"), False),
+    ("expires_at without offset", changed(BODY, expires_at="2036-06-07T14:32:11"), False),
 ]
 REQUEST_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("minimal", REQUEST, True),
@@ -170,14 +193,44 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("recipient over 128 chars", changed(REQUEST, recipients=["u" * 129]), False),
     ("text over 1000 chars", changed(REQUEST, text="t" * 1001), False),
     ("unknown field", changed(REQUEST, extra=1), False),
+    ("key and expires_at", changed(REQUEST, key="invite:9", expires_at=LATER), True),
+    ("key with a space", changed(REQUEST, key="invite 9"), False),
 ]
 BEYOND_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("created_at not in UTC", {"created_at": "2026-06-07T16:32:11+02:00"}, "$.created_at"),
     ("meta over 4 KiB", {"meta": {"m": "x" * META_MAX_BYTES}}, "$.meta"),
+    ("expires_at not in UTC", {"expires_at": "2036-06-07T16:32:11+02:00"}, "$.expires_at"),
+]
+RETRACT_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("by key", {"recipients": ["usr_1"], "keys": ["invite:9"]}, True),
+    (
+        "1000 keys for 1000 recipients",
+        {"recipients": [f"u{i}" for i in range(1000)], "keys": [f"k{i}" for i in range(1000)]},
+        True,
+    ),
+    ("by id", {"ids": ["ntf_abcdefgh_1z"]}, True),
+    ("1000 ids", {"ids": [f"ntf_abcdefgh_{i + 1}" for i in range(1000)]}, True),
+    ("both keys and ids", {"recipients": ["u"], "keys": ["k"], "ids": ["ntf_abcdefgh_1"]}, False),
+    ("neither", {}, False),
+    ("only recipients", {"recipients": ["u"]}, False),
+    ("keys without recipients", {"keys": ["k"]}, False),
+    ("ids with recipients", {"recipients": ["u"], "ids": ["ntf_abcdefgh_1"]}, False),
+    ("a key with a space", {"recipients": ["u"], "keys": ["invite 9"]}, False),
+    ("no keys", {"recipients": ["u"], "keys": []}, False),
+    ("1001 keys", {"recipients": ["u"], "keys": [f"k{i}" for i in range(1001)]}, False),
+    ("no ids", {"ids": []}, False),
+    ("1001 ids", {"ids": [f"ntf_abcdefgh_{i + 1}" for i in range(1001)]}, False),
+    ("no recipients", {"recipients": [], "keys": ["k"]}, False),
+    ("a recipient with a dot", {"recipients": ["u.1"], "keys": ["k"]}, False),
+    ("an id that is not one", {"ids": ["notification-7"]}, False),
+    ("keys null", {"recipients": ["u"], "keys": None}, False),
+    ("ids null", {"ids": None}, False),
+    ("unknown field", {"ids": ["ntf_abcdefgh_1"], "user": "u"}, False),
 ]
 DECODERS = {
     "notification-body.schema.json": (decode_body, BODY, BODY_CASES),
     "publish-request.schema.json": (decode_publish_request, REQUEST, REQUEST_CASES),
+    "retract-request.schema.json": (decode_retract_request, {}, RETRACT_CASES),
 }
 
 
@@ -199,7 +252,7 @@ def test_schema_and_decoder_agree_on_examples(
     assert portable(value) == valid, f"jsonschema-rs on {case}"
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("name", ["notification-body.schema.json", "publish-request.schema.json"])
 @pytest.mark.parametrize(("case", "change", "field"), BEYOND_CASES)
 def test_only_documented_checks_go_beyond_the_schema(
     name: str, case: str, change: dict[str, Any], field: str
@@ -216,6 +269,7 @@ def test_only_documented_checks_go_beyond_the_schema(
 
 KIND_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"
 USER_CHARS = "ABCXYZabcxyz0189_-"
+KEY_CHARS = "ABCXYZabcxyz0189_.:-"
 UTC_MOMENTS = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
@@ -272,6 +326,15 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     ),
     "meta": st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=4),
     "recipients": st.lists(token(USER_CHARS, 128), min_size=1, max_size=4),
+    "key": st.none() | token(KEY_CHARS, 128),
+    # Past moments too: POST /notifications refuses them, a check beyond the schema.
+    "expires_at": st.one_of(
+        st.none(), UTC_MOMENTS.map(lambda t: t.isoformat().replace("+00:00", "Z"))
+    ),
+    "keys": st.lists(token(KEY_CHARS, 128), min_size=1, max_size=4),
+    "ids": st.lists(
+        st.from_regex(r"\Antf_[a-z2-7]{8}_[1-9a-z][0-9a-z]{0,5}\Z"), min_size=1, max_size=4
+    ),
 }
 # What tocsin refuses: mostly what the schema refuses too, and the checks beyond it.
 MISSES: dict[str, st.SearchStrategy[Any]] = {
@@ -290,6 +353,26 @@ MISSES: dict[str, st.SearchStrategy[Any]] = {
     "meta": st.one_of(
         st.builds(lambda n: {"m": "x" * n}, st.integers(META_MAX_BYTES - 8, META_MAX_BYTES)),
         JSON_VALUES.filter(lambda v: not isinstance(v, dict)),
+    ),
+    "key": near_token(KEY_CHARS, 128).filter(lambda v: v is not None),
+    "expires_at": st.one_of(
+        st.datetimes(min_value=datetime(2000, 1, 1), timezones=OFFSETS)
+        .filter(lambda t: t.utcoffset() != timedelta(0))
+        .map(lambda t: t.isoformat()),
+        st.datetimes(min_value=datetime(2000, 1, 1)).map(lambda t: t.isoformat()),
+        st.text(max_size=8),
+        st.integers(),
+    ),
+    "keys": st.one_of(
+        st.just([]),
+        st.lists(st.just("k"), min_size=1001, max_size=1001),
+        st.lists(near_token(KEY_CHARS, 128), min_size=1, max_size=2),
+        NOT_STRINGS,
+    ),
+    "ids": st.one_of(
+        st.just([]),
+        st.lists(near_token(KEY_CHARS, 40), min_size=1, max_size=2),
+        NOT_STRINGS,
     ),
     "recipients": st.one_of(
         st.just([]),
@@ -318,7 +401,7 @@ def bodies(draw: st.DrawFn, required: tuple[str, ...], optional: tuple[str, ...]
     return body
 
 
-OPTIONAL = ("actor_id", "created_at", "meta")
+OPTIONAL = ("actor_id", "created_at", "meta", "key", "expires_at")
 BODIES = bodies(("kind", "subject_id", "text"), OPTIONAL)
 REQUESTS = bodies(("recipients", "kind", "subject_id", "text"), OPTIONAL)
 
@@ -346,6 +429,51 @@ def test_publish_request_schema_agrees_with_decoder(value: dict[str, Any]) -> No
     check_agreement("publish-request.schema.json", value)
 
 
+# By key, by id, or a mix of their fields (both, neither, recipients with ids), each with
+# at most one near miss.
+RETRACTS = st.one_of(
+    bodies(("recipients", "keys"), ()),
+    bodies(("ids",), ()),
+    bodies(("recipients",), ("keys", "ids")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(RETRACTS)
+def test_retract_request_schema_agrees_with_decoder(value: dict[str, Any]) -> None:
+    check_agreement("retract-request.schema.json", value)
+
+
+def test_only_the_publish_request_refuses_an_expires_at_that_has_passed() -> None:
+    # Natively a notification whose time passed is stored, and shown to no one.
+    assert decoded(decode_body, {**BODY, "expires_at": EARLIER}) is None
+    err = decoded(decode_publish_request, {**REQUEST, "expires_at": EARLIER})
+    assert err is not None and err.field == "$.expires_at"
+    assert "future" in err.message
+    assert verdicts("publish-request.schema.json")[1]({**REQUEST, "expires_at": EARLIER})
+    assert (
+        "refuses one that has passed"
+        in (load("publish-request.schema.json")["properties"]["expires_at"]["description"])
+    )
+
+
+def test_the_retracted_frame_data_is_the_documented_event() -> None:
+    from tocsin import sse
+
+    frame = sse.retracted(["ntf_abcdefgh_1", "ntf_abcdefgh_2z"], "ntf_abcdefgh_3")
+    lines = frame.decode().splitlines()
+    assert lines[:2] == ["id: ntf_abcdefgh_3", "event: retracted"]
+    data = lines[2].removeprefix("data: ")
+    event = msgspec.json.decode(data, type=RetractedEvent)
+    assert event.ids == ["ntf_abcdefgh_1", "ntf_abcdefgh_2z"]
+    doc = load("openapi.json")
+    schema = {"$ref": "#/components/schemas/RetractedEvent", "components": doc["components"]}
+    jsonschema.Draft202012Validator(schema).validate(json.loads(data))
+    assert "event: retracted" in doc["paths"]["/notifications/stream"]["get"]["description"]
+    # The id-less one, implied by a keyed notification, carries the same data.
+    assert sse.retracted(["ntf_abcdefgh_1"], None).startswith(b"event: retracted\ndata: ")
+
+
 def test_notification_schema_accepts_what_subscribers_receive() -> None:
     from tocsin.model import encode, notification_from
 
@@ -367,7 +495,7 @@ def test_asyncapi_describes_the_user_subject() -> None:
     channel = doc["channels"]["userNotifications"]
     assert channel["address"] == "tocsin.user.{user_id}"
     assert channel["parameters"]["user_id"]["x-pattern"] == USER_ID_PATTERN
-    (operation,) = doc["operations"].values()
+    operation = doc["operations"]["publishNotification"]
     assert operation["action"] == "send"
     assert operation["channel"] == {"$ref": "#/channels/userNotifications"}
     message = doc["components"]["messages"]["Notification"]
@@ -376,9 +504,34 @@ def test_asyncapi_describes_the_user_subject() -> None:
     standalone = load("notification-body.schema.json")
     assert payload["properties"] == standalone["properties"]
     headers = doc["components"]["schemas"]["NotificationHeaders"]["properties"]
-    assert set(headers) == {"Nats-Msg-Id", "traceparent", "tracestate"}
+    assert set(headers) == {"Nats-Msg-Id", "traceparent", "tracestate", "Nats-TTL"}
+    assert "key" in headers["Nats-TTL"]["description"]
     assert "TOCSIN" in channel["description"]
     assert "seq" in operation["description"]
+
+
+def test_asyncapi_describes_the_native_retraction() -> None:
+    doc = load("asyncapi.json")
+    operation = doc["operations"]["publishRetraction"]
+    assert operation["action"] == "send"
+    assert operation["channel"] == {"$ref": "#/channels/userNotifications"}
+    assert doc["channels"]["userNotifications"]["messages"]["retraction"] == {
+        "$ref": "#/components/messages/Retraction"
+    }
+    message = doc["components"]["messages"]["Retraction"]
+    schemas = doc["components"]["schemas"]
+    assert schemas[message["payload"]["$ref"].rpartition("/")[2]]["maxLength"] == 0
+    headers = schemas[message["headers"]["$ref"].rpartition("/")[2]]
+    assert headers["required"] == [RETRACT_HEADER]
+    portable = jsonschema_rs.Draft202012Validator(headers)
+    # The documented header agrees with what tocsin reads from one (in canonical form).
+    for value in ["invite:9", "k1,ntf_abcdefgh_1z", ",".join(f"k{i}" for i in range(1000))]:
+        assert portable.is_valid({RETRACT_HEADER: value}), value
+        assert retract_targets(value)
+    for value in ["", "has space", "a,,b", "a,", "über"]:
+        assert not portable.is_valid({RETRACT_HEADER: value}), value
+        with pytest.raises(InvalidInput):
+            retract_targets(value)
 
 
 def test_openapi_is_a_valid_openapi_3_1_document() -> None:
@@ -507,6 +660,21 @@ ANSWERS: list[tuple[str, str, dict[str, str], Any, int]] = [
     ("post", "/notifications", {**PUBLISHER, "Content-Type": "text/plain"}, REQUEST, 415),
     ("post", "/notifications/read", {**ALICE, "Content-Type": "text/plain"}, {}, 415),
     ("post", "/dev/login", {"Content-Type": "application/x-www-form-urlencoded"}, {}, 415),
+    ("post", "/notifications/retract", {}, {"ids": ["ntf_abcdefgh_1"]}, 401),
+    ("post", "/notifications/retract", ALICE, {"ids": ["ntf_abcdefgh_1"]}, 403),
+    ("post", "/notifications/retract", PUBLISHER, {"recipients": ["u"], "keys": ["a b"]}, 422),
+    ("post", "/notifications/retract", PUBLISHER, {"ids": ["x"], "keys": ["k"]}, 422),
+    ("post", "/notifications/retract", PUBLISHER, {"ids": ["ntf_abcdefgh_1"]}, 503),
+    ("post", "/notifications/retract", PUBLISHER, {"recipients": ["u"], "keys": ["k"]}, 503),
+    ("post", "/notifications/retract", PUBLISHER, LONG_BODY, 413),
+    (
+        "post",
+        "/notifications/retract",
+        {**ALICE_COOKIE, "Origin": "https://evil.example"},
+        {"ids": ["ntf_abcdefgh_1"]},
+        403,
+    ),
+    ("post", "/notifications/retract", {**PUBLISHER, "Content-Type": "text/plain"}, {}, 415),
 ]
 
 

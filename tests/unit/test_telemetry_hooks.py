@@ -239,7 +239,7 @@ class _Runtime:
 
     def __init__(self) -> None:
         self.ready = True
-        self.invalid_messages = 3
+        self.invalid_messages = {"notification": 3}
         self.kept_notifications = 10
 
 
@@ -247,13 +247,14 @@ def test_nats_state_and_invalid_messages_are_read_at_collection(untraced: Record
     runtime = _Runtime()
     telemetry.watch(runtime)
     assert untraced.sample("tocsin_nats_connected") == 1
-    assert untraced.sample("tocsin_invalid_messages_total") == 3
+    assert untraced.sample("tocsin_invalid_messages_total", what="notification") == 3
     assert untraced.sample("tocsin_replay_cache_notifications") == 10
     runtime.ready = False
-    runtime.invalid_messages = 4
+    runtime.invalid_messages = {"notification": 3, "retraction": 1}
     runtime.kept_notifications = 0
     assert untraced.sample("tocsin_nats_connected") == 0
-    assert untraced.sample("tocsin_invalid_messages_total") == 4
+    assert untraced.sample("tocsin_invalid_messages_total", what="notification") == 3
+    assert untraced.sample("tocsin_invalid_messages_total", what="retraction") == 1
     assert untraced.sample("tocsin_replay_cache_notifications") == 0
 
 

@@ -959,15 +959,21 @@ export function subscribe(options = {}) {
     // EventSource resumes by the last id it received itself, else by the URL's cursor.
     let resumable = cursor !== null;
     let firstFrame = afterLoad;
+    // An event without an `id:` line still reports the last id before it as its
+    // lastEventId; ids only grow, so an event has an id of its own when that changed.
+    let lastId = "";
 
     /**
+     * The event's data and its own id ("" when it came without an `id:` line).
      * @param {Event} event
      * @returns {{data: any, id: string} | null}
      */
     const parse = (event) => {
       const message = /** @type {MessageEvent<string>} */ (event);
+      const id = message.lastEventId === lastId ? "" : message.lastEventId;
+      lastId = message.lastEventId;
       try {
-        return { data: JSON.parse(message.data), id: message.lastEventId };
+        return { data: JSON.parse(message.data), id };
       } catch {
         return null;
       }

@@ -39,6 +39,49 @@ export function setPreferences(preferences: Preferences, options?: Connection): 
  */
 export function updateState(action: Action, selector: Selector, options?: Connection): Promise<Counts>;
 /**
+ * Mark these notifications (one id or several) read.
+ * @param {string | string[]} id
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function markRead(id: string | string[], options?: Connection): Promise<Counts>;
+/**
+ * Mark these notifications unread again, however they became read.
+ * @param {string | string[]} id
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function markUnread(id: string | string[], options?: Connection): Promise<Counts>;
+/**
+ * Mark everything up to and including `id` read.
+ * @param {string} id
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function markReadUpTo(id: string, options?: Connection): Promise<Counts>;
+/**
+ * Mark seen (what opening the bell does) everything up to and including `upTo`, or
+ * everything the user has when it is null.
+ * @param {string | null} [upTo]
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function markSeen(upTo?: string | null, options?: Connection): Promise<Counts>;
+/**
+ * Archive these notifications: they leave the default list and the counts.
+ * @param {string | string[]} id
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function archive(id: string | string[], options?: Connection): Promise<Counts>;
+/**
+ * Bring archived notifications back.
+ * @param {string | string[]} id
+ * @param {Connection} [options]
+ * @returns {Promise<Counts>}
+ */
+export function unarchive(id: string | string[], options?: Connection): Promise<Counts>;
+/**
  * Ids of one stream incarnation sort as (length, string): negative when `a` is older.
  * @param {string} a
  * @param {string} b
@@ -61,12 +104,6 @@ export class TocsinError extends Error {
     constructor(status: number, message: string);
     status: number;
 }
-export function markRead(id: string | string[], options?: Connection): Promise<Counts>;
-export function markUnread(id: string | string[], options?: Connection): Promise<Counts>;
-export function markReadUpTo(id: string, options?: Connection): Promise<Counts>;
-export function markSeen(upTo?: string | null, options?: Connection): Promise<Counts>;
-export function archive(id: string | string[], options?: Connection): Promise<Counts>;
-export function unarchive(id: string | string[], options?: Connection): Promise<Counts>;
 /**
  * A notification (contract §2, §10) as the client hands it out.
  */
@@ -119,6 +156,9 @@ export type Counts = {
     unread: number;
     unseen: number;
 };
+/**
+ * What `markRead` answered before there was `Counts` (kept for applications using it).
+ */
 export type ReadState = Counts;
 /**
  * What a state change does.

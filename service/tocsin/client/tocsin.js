@@ -51,7 +51,8 @@
  */
 
 /**
- * @deprecated the answer of every state change is now `Counts`
+ * What `markRead` answered before there was `Counts` (kept for applications using it).
+ * @deprecated use `Counts`
  * @typedef {Counts} ReadState
  */
 
@@ -402,7 +403,9 @@ const idsOf = (ids) => ({ ids: Array.isArray(ids) ? ids : [ids] });
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const markRead = (id, options) => updateState("read", idsOf(id), options);
+export function markRead(id, options) {
+  return updateState("read", idsOf(id), options);
+}
 
 /**
  * Mark these notifications unread again, however they became read.
@@ -410,7 +413,9 @@ export const markRead = (id, options) => updateState("read", idsOf(id), options)
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const markUnread = (id, options) => updateState("unread", idsOf(id), options);
+export function markUnread(id, options) {
+  return updateState("unread", idsOf(id), options);
+}
 
 /**
  * Mark everything up to and including `id` read.
@@ -418,7 +423,9 @@ export const markUnread = (id, options) => updateState("unread", idsOf(id), opti
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const markReadUpTo = (id, options) => updateState("read", { up_to: id }, options);
+export function markReadUpTo(id, options) {
+  return updateState("read", { up_to: id }, options);
+}
 
 /**
  * Mark seen (what opening the bell does) everything up to and including `upTo`, or
@@ -427,8 +434,9 @@ export const markReadUpTo = (id, options) => updateState("read", { up_to: id }, 
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const markSeen = (upTo, options) =>
-  updateState("seen", upTo ? { up_to: upTo } : { all: true }, options);
+export function markSeen(upTo, options) {
+  return updateState("seen", upTo ? { up_to: upTo } : { all: true }, options);
+}
 
 /**
  * Archive these notifications: they leave the default list and the counts.
@@ -436,7 +444,9 @@ export const markSeen = (upTo, options) =>
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const archive = (id, options) => updateState("archive", idsOf(id), options);
+export function archive(id, options) {
+  return updateState("archive", idsOf(id), options);
+}
 
 /**
  * Bring archived notifications back.
@@ -444,7 +454,9 @@ export const archive = (id, options) => updateState("archive", idsOf(id), option
  * @param {Connection} [options]
  * @returns {Promise<Counts>}
  */
-export const unarchive = (id, options) => updateState("unarchive", idsOf(id), options);
+export function unarchive(id, options) {
+  return updateState("unarchive", idsOf(id), options);
+}
 
 /** Ids remembered up to a bound, the oldest forgotten first. */
 class RecentIds {

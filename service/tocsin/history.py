@@ -82,8 +82,8 @@ class History:
         self._reading: weakref.WeakKeyDictionary[Timeline, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        # Told of every message a read appends to a timeline (the hub sends a held
-        # user's streams what a read found, whoever asked for the read).
+        # Told of every message a read appends to a timeline, as it is appended (the hub
+        # sends a held user's streams what a read found, whoever asked for the read).
         self.on_added: Callable[[Timeline, list[Stored]], None] = lambda _t, _e: None
         self._bounds: tuple[float, int] = (0.0, 0)
 
@@ -148,13 +148,16 @@ class History:
 
     async def catch_up(self, timeline: Timeline) -> list[Stored]:
         """Read what was stored for the timeline's user after `known_to`, append it, and
-        return it (oldest first). Raise `StoreUnavailable` when the store cannot answer."""
+        return it (oldest first). Raise `StoreUnavailable` when the store cannot answer.
+
+        `on_added` hears of each message as it is appended, before the read goes on:
+        a live message the hub applies while the read waits on the store comes after
+        what the read already appended, so it must also go out after it (were the read's
+        finds sent only at its end, they would follow a later live message, and a stream
+        drops what comes after a later sequence)."""
         lock = self._reading.setdefault(timeline, asyncio.Lock())
         async with lock:
-            added = await self._read_after(timeline)
-        if added:
-            self.on_added(timeline, added)
-        return added
+            return await self._read_after(timeline)
 
     async def _read_after(self, timeline: Timeline) -> list[Stored]:
         user, added = timeline.user, []
@@ -180,6 +183,7 @@ class History:
         if isinstance(entry, Notice) and message.headers:
             entry.trace = self._telemetry.keep(message.headers)
         timeline.append(entry, time.time_ns())
+        self.on_added(timeline, [entry])
         return entry
 
     async def backlog(self, timeline: Timeline, after: int, muted: Muted) -> Backlog | Reset:

@@ -426,12 +426,13 @@ class Hub:
         # What arrived live while the read was under way was stored after the subscription
         # began, so after every stream now registered opened: the read has it too, but
         # a stream that started live (no cursor) must still be sent it.
+        after = min((seq for seq, _, _, _ in held.pending), default=1) - 1
         for seq, _, _, msg in held.pending:
             if seq <= timeline.known_to and timeline.holds(seq):
                 entry = timeline.after(seq - 1)[0]
                 if isinstance(entry, Notice):
                     self._received(user, held, entry, msg)
-                self._fan_out(held, timeline, entry)
+                self._fan_out(held, timeline, entry, after)
         self._drain(user, held)
 
     # -- live messages --------------------------------------------------------------
@@ -480,8 +481,13 @@ class Hub:
         elif msg.headers:
             notice.trace = self._telemetry.keep(msg.headers)
 
-    def _fan_out(self, held: _Held, timeline: Timeline, entry: Stored) -> None:
-        frame = timeline.frame(entry, entry.seq - 1, time.time_ns(), held.muted)
+    def _fan_out(
+        self, held: _Held, timeline: Timeline, entry: Stored, after: int | None = None
+    ) -> None:
+        """Offer `entry` to the user's streams, taken to hold everything up to `after`
+        (entries sent together share it: `Timeline.frame`); by default, up to `entry`."""
+        seen = entry.seq - 1 if after is None else after
+        frame = timeline.frame(entry, seen, time.time_ns(), held.muted)
         if not frame:
             return
         for conn in held.conns:

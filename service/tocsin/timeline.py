@@ -171,9 +171,17 @@ class Timeline:
     def frame(self, entry: Stored, after: int, now_ns: int, muted: Muted) -> bytes:
         """What a client whose cursor is `after` must be sent for `entry`: nothing, a
         notification (after a cursor-less `retracted` for what it replaced, if the client
-        may show that), or a stored retraction of what the client may show."""
+        may show that), or a stored retraction of what the client may show.
+
+        A client holds everything up to `after` and is sent every entry after it in order
+        with the same `after` (a replay; or the entries a read added, sent together).
+        A notification replaced in turn by a later one of the timeline is sent nothing:
+        the later one retracts whichever of the chain the client may show, in its own
+        frame, so the client never shows neither between two writes."""
         if isinstance(entry, Notice):
-            replaced = [self.id_of(s) for s in entry.supersedes if s <= after]
+            if self._superseded(entry):
+                return b""
+            replaced = [self.id_of(s) for s in self._replaced(entry, after)]
             out = sse.retracted(replaced, None) if replaced else b""
             if visible(entry, now_ns) and not muted(entry.kind):
                 out += sse.notification_json(entry.id, entry.json)
@@ -183,6 +191,24 @@ class Timeline:
             return sse.retracted(shown, entry.id) if shown else b""
         assert isinstance(entry, Invalid)
         return b""
+
+    def _superseded(self, notice: Notice) -> bool:
+        """Whether a later notification of the timeline replaced `notice` with its key."""
+        return notice.retracted_by in self._by_seq
+
+    def _replaced(self, notice: Notice, after: int) -> list[int]:
+        """What of the chain `notice` replaced a client with cursor `after` may show: the
+        newest of it at or below `after` (what came after that never reached the client,
+        and retracted the older ones when it did)."""
+        found = []
+        earlier = list(notice.supersedes)
+        while earlier:
+            seq = earlier.pop()
+            if seq <= after:
+                found.append(seq)
+            elif (gone := self._by_seq.get(seq)) is not None:
+                earlier.extend(gone.supersedes)
+        return sorted(found)
 
 
 def visible(notice: Notice, now_ns: int) -> bool:

@@ -11,6 +11,7 @@ from tocsin.history import History
 from tocsin.hub import Closed, Connection, Hub, Opened
 from tocsin.settings import Settings
 from tocsin.signals import Frame
+from tocsin.store import StoredMessage
 
 from fakes import FakeBroker, FakeBus, FakeStore, until
 
@@ -194,4 +195,70 @@ async def test_a_failed_read_lets_the_user_go_and_the_next_open_tries_again() ->
     store.read = working  # type: ignore[method-assign]
     opened = await join(hub, Connection("alice", "c2", 8))
     assert opened.timeline.known_to == 0 and broker.users == {"alice"}
+    await hub.disconnect()
+
+
+class SlowLeader(FakeStore):
+    """A store whose leader check waits for `leader` to be set (reads pause there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leader = asyncio.Event()
+        self.leader.set()
+        self.waiting = 0
+
+    async def from_leader(self, user: str, *, after: int | None = None) -> StoredMessage | None:
+        self.waiting += 1
+        await self.leader.wait()
+        return await super().from_leader(user, after=after)
+
+
+async def test_what_another_read_finds_goes_out_before_any_later_live_message() -> None:
+    """A feed read of a held user finds a message before its live copy arrives; while
+    the read waits on its leader check, the next message arrives live. The stream gets
+    both, in order: the first was sent when the read found it, not after the read."""
+    store, bus = SlowLeader(), FakeBus()
+    hub, broker = hub_on(store, bus)
+    conn = Connection("alice", "c1", 16)
+    await join(hub, conn)
+    store.leader.clear()
+    first = store.store("alice")
+    waiting = store.waiting
+    reading = asyncio.ensure_future(hub.history.current("alice"))
+    await until(lambda: store.waiting > waiting)  # the read holds `first`
+    second = store.store("alice")
+    broker.deliver(store, first)
+    broker.deliver(store, second)
+    store.leader.set()
+    await reading
+    assert seqs(conn) == [first, second]
+    await hub.disconnect()
+
+
+def keyed(key: str) -> bytes:
+    return b'{"kind": "k", "subject_id": "s", "text": "t", "key": "%s"}' % key.encode()
+
+
+async def test_a_key_replaced_twice_while_the_timeline_was_read_is_one_frame() -> None:
+    """Two replacements that arrive live while the user's timeline is first read are sent
+    after it: the first replacement, itself replaced, sends nothing; the second retracts
+    the one the client may show and shows itself, in one frame."""
+    store, bus = FakeStore(gate=asyncio.Event()), FakeBus()
+    hub, broker = hub_on(store, bus)
+    shown = store.store("alice", keyed("build"))
+    conn = Connection("alice", "c1", 16)
+    opening = asyncio.ensure_future(join(hub, conn))
+    await until(lambda: store.reads == 1)
+    middle, last = store.store("alice", keyed("build")), store.store("alice", keyed("build"))
+    broker.deliver(store, middle)
+    broker.deliver(store, last)
+    assert store.gate is not None
+    store.gate.set()
+    opened = await opening
+    items = conn.take()
+    assert [seq for seq, _, _ in items] == [last]
+    frame = items[0][1]
+    shown_id = opened.timeline.id_of(shown).encode()
+    assert frame.startswith(b'event: retracted\ndata: {"ids":["%s"]}\n\n' % shown_id)
+    assert frame.endswith(b"\n\n") and opened.timeline.id_of(last).encode() in frame
     await hub.disconnect()

@@ -72,6 +72,34 @@ def test_a_key_replaces_the_earlier_notification_with_it() -> None:
     assert b"retracted" not in line.frame(newest, 0, NOW, nothing_muted)
 
 
+def test_a_key_replaced_twice_is_told_in_one_frame_whatever_the_client_holds() -> None:
+    line = timeline()
+    add(line, 1, body("queued", key="build:7"))
+    add(line, 2, body("running", key="build:7"))
+    add(line, 3, body("passed", key="build:7"))
+    first, middle, last = line.entries
+    assert isinstance(middle, Notice) and isinstance(last, Notice)
+    ids = [encode_id(EPOCH, s).encode() for s in (1, 2, 3)]
+
+    def told(after: int) -> list[bytes]:
+        return [line.frame(e, after, NOW, nothing_muted) for e in line.after(after)]
+
+    def replacing(shown: bytes) -> bytes:
+        return b'event: retracted\ndata: {"ids":["%s"]}\n\n' % shown
+
+    # A client that shows the first gets nothing for the middle one (itself replaced) and
+    # the first's retraction with the last, in one frame: never neither between writes.
+    replay = told(1)
+    assert replay[0] == b""
+    assert replay[1].startswith(replacing(ids[0])) and ids[2] in replay[1]
+    # One that shows the middle one is told to drop that one.
+    (only,) = told(2)
+    assert only.startswith(replacing(ids[1])) and ids[2] in only
+    # One that had none of them gets the last alone.
+    assert told(0)[:2] == [b"", b""] and b"retracted" not in told(0)[2]
+    assert first.seq == 1
+
+
 def test_a_retraction_by_key_and_by_id_and_its_frame() -> None:
     line = timeline()
     add(line, 1, body(key="invite:1"))
@@ -163,6 +191,10 @@ def test_keys_and_retractions_match_a_plain_model(script: list[Op]) -> None:
     line = timeline()
     live: dict[int, str | None] = {}  # seq -> key, of what should be live
     gone: set[int] = set()
+    # What a live client shows, applying each frame as it comes; and what was live after
+    # each step, where a client that resumes from that step starts.
+    client: set[str] = set()
+    history: list[set[str]] = [set()]
     for seq, (op, arg) in enumerate(script, start=1):
         if op == "publish":
             key = f"k{arg}" if arg >= 0 else None
@@ -183,3 +215,22 @@ def test_keys_and_retractions_match_a_plain_model(script: list[Op]) -> None:
         shown = {n.seq for n in line.notices(NOW)}
         assert shown == set(live)
         assert not shown & gone
+        applied(client, line.frame(line.entries[-1], seq - 1, NOW, nothing_muted))
+        assert client == {encode_id(EPOCH, s) for s in shown}
+        history.append(set(client))
+    final = {n.id for n in line.notices(NOW)}
+    for cursor, held in enumerate(history):
+        resumed = set(held)
+        for entry in line.after(cursor):
+            applied(resumed, line.frame(entry, cursor, NOW, nothing_muted))
+        assert resumed == final, f"resumed from {cursor}"
+
+
+def applied(client: set[str], frames: bytes) -> None:
+    """Apply SSE frames as a client does: show notifications, drop what is retracted."""
+    for block in frames.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if line)
+        if fields.get("event") == "notification":
+            client.add(fields["id"])
+        elif fields.get("event") == "retracted":
+            client.difference_update(json.loads(fields["data"])["ids"])

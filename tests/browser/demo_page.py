@@ -206,10 +206,13 @@ class NativePublisher:
         actor: str = "Alex Rivera",
         kind: str = "comment.created",
         subject_id: str = "doc_42",
+        key: str | None = None,
     ) -> str:
         """Publish one notification for `user`; its id."""
         assert self._publisher is not None
-        body = NotificationBody(kind=kind, subject_id=subject_id, text=text, actor_id=actor)
+        body = NotificationBody(
+            kind=kind, subject_id=subject_id, text=text, actor_id=actor, key=key
+        )
         ids = await self._publisher.publish([user], body)
         return ids[0]
 

@@ -5,6 +5,7 @@ lines come from `GET /notifications/groups`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,29 @@ async def test_a_keyed_replacement_never_shows_both_or_neither(
     await reload(page)
     await wait_listed(page, [versions[-1], other])
     assert await badge(page) == "2"
+
+
+async def test_a_key_replaced_while_the_page_was_away_is_replaced_on_resume(
+    browser: Browser, nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    tocsin, page = await demo(browser, nats_server, tocsin_factory, "lena")
+    async with NativePublisher(nats_server.url) as producer:
+        other = await producer.send("lena", "Unrelated", actor="Sam Okafor")
+        first = await producer.send("lena", "Invoice 3: draft", actor="billing", key="inv:3")
+        await wait_listed(page, [first, other])
+        await page.evaluate(WATCH_KEY, "inv:3")
+        tocsin.kill()
+        await wait_status(page, "reconnecting")
+        # Replaced twice while the page cannot hear it, natively (tocsin is down).
+        await producer.send("lena", "Invoice 3: sent", actor="billing", key="inv:3")
+        last = await producer.send("lena", "Invoice 3: paid", actor="billing", key="inv:3")
+        await asyncio.to_thread(tocsin.start)
+        await wait_listed(page, [last, other])
+    await wait_status(page, "open")
+    watch: dict[str, Any] = await page.evaluate("() => window.keyWatch")
+    assert (watch["both"], watch["neither"]) == (0, 0), watch
+    await wait_badge(page, "2")
+    assert await demo_state(page, "feeds") == 1  # resumed, not read again
 
 
 async def test_an_expired_item_leaves_when_it_expires(

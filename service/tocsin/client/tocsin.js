@@ -621,7 +621,7 @@ export function subscribe(options = {}) {
   let counted = null;
   let lastFrame = 0;
   let frames = 0;
-  /** @type {Set<string[]>} ids delivered while a feed read is in flight, one set per read */
+  /** @type {Set<string[]>} ids delivered while a feed read is in flight, a list per read */
   const arrivals = new Set();
   /** @type {EventSource | null} */
   let source = null;
@@ -888,15 +888,21 @@ export function subscribe(options = {}) {
     try {
       const { feed, since, arrived } = await read(null);
       if (stopped) return;
-      if (started !== generation) {
+      // A state frame that came meanwhile may be newer than what the read found, and
+      // another view's read is not this list's: read again.
+      if (started !== generation || lastFrame > since) {
         refreshAgain = true;
         return;
       }
       const fresh = new Map(feed.items.map((item) => [item.id, item]));
       const oldest = feed.items.at(-1)?.id ?? null;
+      const last = feed.last_id;
+      // What the read speaks for: not what arrived after it, nor what is on older pages.
       const covers = (/** @type {string} */ id) =>
-        feed.next_before === null || (oldest !== null && compareIds(id, oldest) >= 0);
-      const pastCover = items.some((item) => !covers(item.id));
+        last !== null &&
+        compareIds(id, last) <= 0 &&
+        (feed.next_before === null || (oldest !== null && compareIds(id, oldest) >= 0));
+      const olderLoaded = oldest !== null && items.some((item) => compareIds(item.id, oldest) < 0);
       items = items.filter((item) => fresh.has(item.id) || !covers(item.id));
       items = items.map((item) => fresh.get(item.id) ?? item);
       feed.items.forEach((item) => {
@@ -905,7 +911,7 @@ export function subscribe(options = {}) {
           insert(item);
         }
       });
-      if (!pastCover) nextBefore = feed.next_before;
+      if (!olderLoaded) nextBefore = feed.next_before;
       takeCounts(feed, since, arrived);
       changed();
     } catch (err) {
@@ -1138,6 +1144,7 @@ export function subscribe(options = {}) {
       if (stopped || started !== generation) return;
       replaceList(feed);
       takeCounts(feed, since, arrived);
+      if (lastFrame > since) void refresh(); // a change came while it was read
     },
     markSeen: () => markSeen(items[0]?.id ?? null, connection),
   });

@@ -82,12 +82,6 @@ export function archive(id: string | string[], options?: Connection): Promise<Co
  */
 export function unarchive(id: string | string[], options?: Connection): Promise<Counts>;
 /**
- * Ids of one stream incarnation sort as (length, string): negative when `a` is older.
- * @param {string} a
- * @param {string} b
- */
-export function compareIds(a: string, b: string): number;
-/**
  * Follow the signed-in user's notifications live: each arrives once, in order, across
  * reconnects and server restarts, and the list and counts stay in step with every
  * device of the user.

@@ -294,15 +294,11 @@ function withQuery(path, params) {
  */
 export async function fetchFeed(options = {}) {
   const { limit, before, status, kind, subject_id } = options;
-  /** @type {Feed} */
-  const feed = await request(
+  return request(
     options,
     withQuery("notifications", { limit, before, status, kind, subject_id }),
     "GET",
   );
-  feed.items = feed.items.map(withState);
-  feed.unseen ??= feed.unread;
-  return feed;
 }
 
 /**
@@ -312,10 +308,7 @@ export async function fetchFeed(options = {}) {
  */
 export async function fetchGroups(options = {}) {
   const { limit, before } = options;
-  /** @type {Groups} */
-  const page = await request(options, withQuery("notifications/groups", { limit, before }), "GET");
-  page.groups.forEach((group) => (group.latest = withState(group.latest)));
-  return page;
+  return request(options, withQuery("notifications/groups", { limit, before }), "GET");
 }
 
 /**
@@ -490,12 +483,12 @@ class RecentIds {
  * @param {string} a
  * @param {string} b
  */
-export function compareIds(a, b) {
+function compareIds(a, b) {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 /**
- * The item with a `state` (a live notification has none yet: it is new).
+ * The item with a `state` (a live notification has none: it is new).
  * @param {Notification} item
  * @returns {Notification}
  */
@@ -582,6 +575,16 @@ function mayAdd(action, view) {
 }
 
 /**
+ * Whether `item` has expired by `now` (ms since the epoch).
+ * @param {Notification} item
+ * @param {number} now
+ */
+function expired(item, now) {
+  const at = expiryOf(item);
+  return at !== null && at <= now;
+}
+
+/**
  * When `item` expires (ms since the epoch), or null.
  * @param {Notification} item
  */
@@ -589,6 +592,236 @@ function expiryOf(item) {
   if (!item.expires_at) return null;
   const at = Date.parse(item.expires_at);
   return Number.isNaN(at) ? null : at;
+}
+
+/**
+ * The list one subscription shows, and the counts beside it: bookkeeping only (no I/O,
+ * no callbacks). Every change calls `changed`, which the subscription coalesces.
+ */
+class FeedList {
+  /**
+   * @param {View} view
+   * @param {() => void} changed
+   */
+  constructor(view, changed) {
+    this.view = view;
+    this.changed = changed;
+    /** @type {Notification[]} newest first */
+    this.items = [];
+    /** @type {string | null} cursor of the next older page */
+    this.nextBefore = null;
+    /** @type {Counts} */
+    this.counts = { unread: 0, unseen: 0 };
+    // The newest id the counts already include: a notification delivered at or below it
+    // (replayed after a read of the counts) is not counted again.
+    /** @type {string | null} */
+    this.counted = null;
+    // Where the stream stands: a read's item above it is the stream's to deliver.
+    /** @type {string | null} */
+    this.cursor = null;
+    this.delivered = new RecentIds();
+    // Retracted, replaced or expired: never shown again, whatever a later read says.
+    this.gone = new RecentIds();
+  }
+
+  /** @param {Counts} next */
+  setCounts(next) {
+    this.counts = { unread: Math.max(0, next.unread), unseen: Math.max(0, next.unseen) };
+    this.changed();
+  }
+
+  /** @param {string | null} id */
+  countedUpTo(id) {
+    if (id !== null && (this.counted === null || compareIds(id, this.counted) > 0)) {
+      this.counted = id;
+    }
+  }
+
+  /**
+   * The counts of a feed read, plus what the stream delivered after the read's newest id
+   * while it was in flight (`arrived`).
+   * @param {Feed} feed
+   * @param {string[]} arrived
+   */
+  takeCounts(feed, arrived) {
+    const last = feed.last_id;
+    const newer = arrived.filter((id) => last === null || compareIds(id, last) > 0).length;
+    this.setCounts({ unread: feed.unread + newer, unseen: feed.unseen + newer });
+    this.counted = null;
+    this.countedUpTo(last);
+    arrived.forEach((id) => this.countedUpTo(id));
+  }
+
+  /**
+   * Insert `item` where it belongs (newest first), unless it is there already.
+   * @param {Notification} item
+   */
+  insert(item) {
+    if (this.items.some((other) => other.id === item.id)) return;
+    const at = this.items.findIndex((other) => compareIds(other.id, item.id) < 0);
+    this.items.splice(at < 0 ? this.items.length : at, 0, item);
+    this.delivered.add(item.id);
+    this.changed();
+  }
+
+  /**
+   * Whether a read's item may be listed: not gone, not expired, and already passed by
+   * the stream (a newer one comes by the stream, with onNotification).
+   * @param {Notification} item
+   * @param {number} now
+   */
+  listable(item, now) {
+    return (
+      !this.gone.has(item.id) &&
+      !expired(item, now) &&
+      this.cursor !== null &&
+      compareIds(item.id, this.cursor) <= 0
+    );
+  }
+
+  /**
+   * The list becomes a fresh first page (at start, after a reset, for another view).
+   * @param {Feed} feed
+   * @param {number} now
+   */
+  replace(feed, now) {
+    this.items = [];
+    feed.items.forEach((item) => this.listable(item, now) && this.insert(item));
+    this.nextBefore = feed.next_before;
+    this.changed();
+  }
+
+  /**
+   * Fold a fresh first page into the list: states as the server has them, items that
+   * left the view out, items that came back (unarchived elsewhere) in. What arrived
+   * after the read, and older pages, it does not speak for.
+   * @param {Feed} feed
+   * @param {number} now
+   */
+  merge(feed, now) {
+    const fresh = new Map(feed.items.map((item) => [item.id, item]));
+    const oldest = feed.items.at(-1)?.id ?? null;
+    const last = feed.last_id;
+    /** @param {string} id */
+    const covers = (id) =>
+      last !== null &&
+      compareIds(id, last) <= 0 &&
+      (feed.next_before === null || (oldest !== null && compareIds(id, oldest) >= 0));
+    const olderLoaded =
+      oldest !== null && this.items.some((item) => compareIds(item.id, oldest) < 0);
+    this.items = this.items
+      .filter((item) => fresh.has(item.id) || !covers(item.id))
+      .map((item) => fresh.get(item.id) ?? item);
+    feed.items.forEach((item) => this.listable(item, now) && this.insert(item));
+    if (!olderLoaded) this.nextBefore = feed.next_before;
+    this.changed();
+  }
+
+  /**
+   * Append an older page.
+   * @param {Feed} feed
+   * @param {number} now
+   */
+  append(feed, now) {
+    feed.items.forEach((item) => {
+      if (!this.gone.has(item.id) && !expired(item, now)) this.insert(item);
+    });
+    this.nextBefore = feed.next_before;
+    this.changed();
+  }
+
+  /**
+   * Take `ids` out for good (retracted, replaced, expired), and out of the counts where
+   * they were counted; the ids the list did not hold (the counts may include them).
+   * @param {string[]} ids
+   * @returns {string[]}
+   */
+  remove(ids) {
+    const wanted = new Set(ids);
+    const missing = ids.filter(
+      (id) => !this.gone.has(id) && !this.items.some((item) => item.id === id),
+    );
+    let { unread, unseen } = this.counts;
+    this.items = this.items.filter((item) => {
+      if (!wanted.has(item.id)) return true;
+      const { read, seen, archived } = item.state;
+      if (!read && !archived) unread -= 1;
+      if (!read && !seen && !archived) unseen -= 1;
+      return false;
+    });
+    ids.forEach((id) => {
+      this.gone.add(id);
+      this.delivered.add(id);
+    });
+    this.setCounts({ unread, unseen });
+    return missing;
+  }
+
+  /**
+   * A notification from the stream (or a catch-up read), with the ids it replaces (named
+   * by a retraction without an id just before it); those and any listed item with its key
+   * leave in the same step as it arrives, so the list never holds both and never
+   * neither. The item as delivered (null if it was delivered before or has expired), and
+   * the replaced ids the list did not hold.
+   * @param {Notification} item
+   * @param {string[]} replaces
+   * @param {number} now
+   * @returns {{item: Notification | null, missing: string[]}}
+   */
+  deliver(item, replaces, now) {
+    if (!this.delivered.add(item.id)) return { item: null, missing: [] };
+    const sameKey = item.key
+      ? this.items.filter((other) => other.key === item.key && other.id !== item.id)
+      : [];
+    const out = [...replaces, ...sameKey.map((other) => other.id)];
+    const missing = out.length > 0 ? this.remove(out) : [];
+    if (expired(item, now)) {
+      this.gone.add(item.id);
+      return { item: null, missing };
+    }
+    const fresh = withState(item);
+    if (this.counted === null || compareIds(fresh.id, this.counted) > 0) {
+      this.counted = fresh.id;
+      const { unread, unseen } = this.counts;
+      this.setCounts({ unread: unread + 1, unseen: unseen + 1 });
+    }
+    if (inView(fresh, this.view)) this.insert(fresh);
+    return { item: fresh, missing };
+  }
+
+  /**
+   * Apply a state change to the listed items (the counts come with it, from the server);
+   * whether items it does not hold may now belong in the view (so it is read again).
+   * @param {StateChange} change
+   * @param {Counts} counts
+   */
+  apply(change, counts) {
+    this.setCounts(counts);
+    this.countedUpTo(this.cursor);
+    this.items = this.items
+      .map((item) =>
+        selects(change, item) ? { ...item, state: acted(item.state, change.action) } : item,
+      )
+      .filter((item) => inView(item, this.view));
+    return mayAdd(change.action, this.view);
+  }
+
+  /**
+   * Take out what has expired by `now`; its ids.
+   * @param {number} now
+   */
+  expire(now) {
+    const ids = this.items.filter((item) => expired(item, now)).map((item) => item.id);
+    if (ids.length > 0) this.remove(ids);
+    return ids;
+  }
+
+  /** When the next listed item expires (ms since the epoch), or null. */
+  nextExpiry() {
+    let next = Infinity;
+    for (const item of this.items) next = Math.min(next, expiryOf(item) ?? Infinity);
+    return next === Infinity ? null : next;
+  }
 }
 
 /**
@@ -602,31 +835,19 @@ export function subscribe(options = {}) {
   const base = baseOf(options.baseUrl);
   /** @type {Connection} */
   const connection = { baseUrl: base, token: options.token };
-  /** @type {View} */
-  let view = { status: options.status, kind: options.kind, subject_id: options.subject_id };
-  const delivered = new RecentIds();
-  // Retracted, replaced or expired: never shown again, whatever a later read says.
-  const gone = new RecentIds();
-  /** @type {Notification[]} newest first */
-  let items = [];
-  /** @type {string | null} */
-  let nextBefore = null;
-  /** @type {Counts} */
-  let counts = { unread: 0, unseen: 0 };
+  const list = new FeedList(
+    { status: options.status, kind: options.kind, subject_id: options.subject_id },
+    () => changed(),
+  );
   /** @type {Counts | null} what the callbacks were last told */
   let told = null;
-  // The newest id `counts` already includes: a notification delivered at or below it
-  // (replayed after a read of the counts) is not counted again.
-  /** @type {string | null} */
-  let counted = null;
+  // The frame tick of this subscription's last state frame, and how many it had.
   let lastFrame = 0;
   let frames = 0;
   /** @type {Set<string[]>} ids delivered while a feed read is in flight, a list per read */
   const arrivals = new Set();
   /** @type {EventSource | null} */
   let source = null;
-  /** @type {string | null} */
-  let cursor = null;
   /** @type {Status | null} */
   let status = null;
   let stopped = false;
@@ -636,7 +857,7 @@ export function subscribe(options = {}) {
   let refreshAgain = false;
   // Bumped when the list is read afresh: a read begun before belongs to another list.
   let generation = 0;
-  /** @type {string[]} */
+  /** @type {string[]} named by a retraction without an id: the next notification replaces them */
   let replaced = [];
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
@@ -666,52 +887,40 @@ export function subscribe(options = {}) {
     timer = setTimeout(again, delay * (0.5 + Math.random() / 2));
   };
 
-  // Everything that changes the list or the counts marks it dirty; the callbacks hear
-  // the result once, after the frames that arrived together have all been applied.
-  const changed = () => {
+  // Every change to the list or the counts marks it dirty; the callbacks hear the result
+  // once, after everything applied in the same turn (a retraction and its replacement).
+  function changed() {
     if (dirty) return;
     dirty = true;
     queueMicrotask(flush);
-  };
+  }
   const flush = () => {
     dirty = false;
     if (stopped) return;
     armExpiry();
-    options.onItems?.(items.slice());
+    const { counts } = list;
+    options.onItems?.(list.items.slice());
     if (told?.unread !== counts.unread) options.onUnread?.(counts.unread);
     if (told?.unseen !== counts.unseen) options.onUnseen?.(counts.unseen);
     told = { ...counts };
   };
 
-  /** @param {Counts} next */
-  const setCounts = (next) => {
-    counts = { unread: Math.max(0, next.unread), unseen: Math.max(0, next.unseen) };
-    changed();
+  // Drop what expired, then wake up again for the next one to go.
+  const armExpiry = () => {
+    clearTimeout(expiryTimer);
+    const next = list.nextExpiry();
+    if (next === null) return;
+    expiryTimer = setTimeout(expire, Math.min(TIMER_MAX_MS, Math.max(0, next - Date.now())));
   };
-  /** @param {string | null} id */
-  const countedUpTo = (id) => {
-    if (id !== null && (counted === null || compareIds(id, counted) > 0)) counted = id;
-  };
-
-  /**
-   * Take the counts of a feed read that started at frame tick `since`: unless a state
-   * frame (newer) came meanwhile, they hold, plus what arrived after the read's newest id.
-   * @param {Feed} feed
-   * @param {number} since
-   * @param {string[]} arrived
-   */
-  const takeCounts = (feed, since, arrived) => {
-    if (lastFrame > since) return;
-    const last = feed.last_id;
-    const newer = arrived.filter((id) => last === null || compareIds(id, last) > 0).length;
-    setCounts({ unread: feed.unread + newer, unseen: feed.unseen + newer });
-    counted = null;
-    countedUpTo(last);
-    arrived.forEach(countedUpTo);
+  const expire = () => {
+    const ids = list.expire(Date.now());
+    if (ids.length > 0) options.onExpired?.(ids);
+    changed(); // re-arms for the next one
   };
 
   /**
-   * A feed read of this subscription's view, with what arrived while it was in flight.
+   * A feed read of the list's view, with what the stream delivered while it was in
+   * flight, and whether a state frame (newer than what it read) came meanwhile.
    * @param {string | null} before
    */
   const read = async (before) => {
@@ -720,77 +929,21 @@ export function subscribe(options = {}) {
     arrivals.add(arrived);
     const since = frameTick;
     try {
-      const feed = await fetchFeed({ ...connection, ...view, limit: options.limit, before });
-      return { feed, since, arrived };
+      const feed = await fetchFeed({ ...connection, ...list.view, limit: options.limit, before });
+      return { feed, arrived, overtaken: () => lastFrame > since };
     } finally {
       arrivals.delete(arrived);
     }
   };
 
-  /**
-   * Insert `item` where it belongs (newest first), unless it is there already.
-   * @param {Notification} item
-   */
-  const insert = (item) => {
-    if (items.some((other) => other.id === item.id)) return;
-    const at = items.findIndex((other) => compareIds(other.id, item.id) < 0);
-    items.splice(at < 0 ? items.length : at, 0, item);
-  };
-
-  /**
-   * Whether a read's item may be listed: not gone, not expired, and already passed by
-   * the stream (a newer one is the stream's to deliver, with onNotification).
-   * @param {Notification} item
-   */
-  const listable = (item) =>
-    !gone.has(item.id) &&
-    !expired(item, Date.now()) &&
-    cursor !== null &&
-    compareIds(item.id, cursor) <= 0;
-
-  /**
-   * @param {Notification} item
-   * @param {number} now
-   */
-  const expired = (item, now) => {
-    const at = expiryOf(item);
-    return at !== null && at <= now;
-  };
-
-  /**
-   * Take `ids` out of the list for good (retracted, replaced, expired), and out of the
-   * counts where they were counted; the ids the list did not hold.
-   * @param {string[]} ids
-   * @returns {string[]}
-   */
-  const remove = (ids) => {
-    const wanted = new Set(ids);
-    /** @type {string[]} */
-    const missing = ids.filter((id) => !gone.has(id) && !items.some((item) => item.id === id));
-    let { unread, unseen } = counts;
-    items = items.filter((item) => {
-      if (!wanted.has(item.id)) return true;
-      const { read, seen, archived } = item.state;
-      if (!read && !archived) unread -= 1;
-      if (!read && !seen && !archived) unseen -= 1;
-      return false;
-    });
-    ids.forEach((id) => {
-      gone.add(id);
-      delivered.add(id);
-    });
-    setCounts({ unread, unseen });
-    return missing;
-  };
-
   /** @param {string[]} ids */
   const retract = (ids) => {
     // What the list did not hold may still have been counted (an older page, another view).
-    if (remove(ids).length > 0) void refresh();
+    if (list.remove(ids).length > 0) void refresh();
     options.onRetracted?.(ids);
   };
 
-  // The replacement a retraction without an id announced did not come with it.
+  // The replacement a retraction without an id announced did not come after it.
   const settleReplaced = () => {
     clearTimeout(replacedTimer);
     if (replaced.length === 0) return;
@@ -801,83 +954,28 @@ export function subscribe(options = {}) {
 
   /** @param {Notification} item */
   const deliver = (item) => {
-    if (!delivered.add(item.id)) return;
-    arrivals.forEach((arrived) => arrived.push(item.id));
-    // Its predecessor leaves in the same step as it arrives: the list never holds both
-    // and never neither.
-    const predecessors = replaced;
+    const replaces = replaced;
     replaced = [];
     clearTimeout(replacedTimer);
-    const sameKey = item.key
-      ? items.filter((other) => other.key === item.key && other.id !== item.id)
-      : [];
-    const out = [...predecessors, ...sameKey.map((other) => other.id)];
-    // A predecessor the list did not hold may still have been counted.
-    if (out.length > 0 && remove(out).length > 0) void refresh();
-    if (predecessors.length > 0) options.onRetracted?.(predecessors);
-    if (expired(item, Date.now())) {
-      gone.add(item.id);
-      return;
-    }
-    const fresh = withState(item);
-    if (counted === null || compareIds(fresh.id, counted) > 0) {
-      counted = fresh.id;
-      setCounts({ unread: counts.unread + 1, unseen: counts.unseen + 1 });
-    }
-    if (inView(fresh, view)) insert(fresh);
-    changed();
-    options.onNotification?.(fresh);
-  };
-
-  /** @param {StateChange} change */
-  const apply = (change) => {
-    items = items
-      .map((item) =>
-        selects(change, item) ? { ...item, state: acted(item.state, change.action) } : item,
-      )
-      .filter((item) => inView(item, view));
-    changed();
-    if (mayAdd(change.action, view)) void refresh();
-  };
-
-  // Drop what expired, then wake up again for the next one to go.
-  const armExpiry = () => {
-    clearTimeout(expiryTimer);
-    let next = Infinity;
-    for (const item of items) next = Math.min(next, expiryOf(item) ?? Infinity);
-    if (next === Infinity) return;
-    expiryTimer = setTimeout(expire, Math.min(TIMER_MAX_MS, Math.max(0, next - Date.now())));
-  };
-  const expire = () => {
-    const now = Date.now();
-    const ids = items.filter((item) => expired(item, now)).map((item) => item.id);
-    if (ids.length > 0) {
-      remove(ids);
-      options.onExpired?.(ids);
-    }
-    changed();
+    const done = list.deliver(item, replaces, Date.now());
+    if (done.missing.length > 0) void refresh();
+    if (replaces.length > 0) options.onRetracted?.(replaces);
+    if (done.item === null) return;
+    arrivals.forEach((arrived) => arrived.push(item.id));
+    options.onNotification?.(done.item);
   };
 
   /**
-   * The list becomes a fresh first page (at start, after a reset, for another view).
-   * @param {Feed} feed
+   * @param {StateChange} change
+   * @param {Counts} counts
    */
-  const replaceList = (feed) => {
-    items = [];
-    feed.items.forEach((item) => {
-      if (listable(item)) {
-        delivered.add(item.id);
-        insert(item);
-      }
-    });
-    nextBefore = feed.next_before;
-    changed();
+  const apply = (change, counts) => {
+    if (list.apply(change, counts)) void refresh();
   };
 
-  // Read the first page again and fold it into the list: states as the server has them,
-  // items that left the view out, items that came back in (archived elsewhere and
-  // brought back) in. Done after a change-less state frame (a stream opened after a
-  // gap in which other devices may have changed things, or the preferences changed).
+  // Read the first page again and fold it into the list. Done after a state frame with
+  // no change (a stream opened after a gap in which other devices may have changed
+  // things, or the preferences changed) and when items may have come back into the view.
   async function refresh() {
     if (refreshing) {
       refreshAgain = true;
@@ -886,34 +984,16 @@ export function subscribe(options = {}) {
     refreshing = true;
     const started = generation;
     try {
-      const { feed, since, arrived } = await read(null);
+      const { feed, arrived, overtaken } = await read(null);
       if (stopped) return;
       // A state frame that came meanwhile may be newer than what the read found, and
       // another view's read is not this list's: read again.
-      if (started !== generation || lastFrame > since) {
+      if (started !== generation || overtaken()) {
         refreshAgain = true;
         return;
       }
-      const fresh = new Map(feed.items.map((item) => [item.id, item]));
-      const oldest = feed.items.at(-1)?.id ?? null;
-      const last = feed.last_id;
-      // What the read speaks for: not what arrived after it, nor what is on older pages.
-      const covers = (/** @type {string} */ id) =>
-        last !== null &&
-        compareIds(id, last) <= 0 &&
-        (feed.next_before === null || (oldest !== null && compareIds(id, oldest) >= 0));
-      const olderLoaded = oldest !== null && items.some((item) => compareIds(item.id, oldest) < 0);
-      items = items.filter((item) => fresh.has(item.id) || !covers(item.id));
-      items = items.map((item) => fresh.get(item.id) ?? item);
-      feed.items.forEach((item) => {
-        if (listable(item)) {
-          delivered.add(item.id);
-          insert(item);
-        }
-      });
-      if (!olderLoaded) nextBefore = feed.next_before;
-      takeCounts(feed, since, arrived);
-      changed();
+      list.merge(feed, Date.now());
+      list.takeCounts(feed, arrived);
     } catch (err) {
       report(err);
     } finally {
@@ -927,15 +1007,15 @@ export function subscribe(options = {}) {
 
   /** @param {string | null} reason */
   async function load(reason) {
-    setStatus(reason === null && cursor === null ? "connecting" : "reconnecting");
+    setStatus(reason === null && list.cursor === null ? "connecting" : "reconnecting");
     try {
       const started = ++generation;
-      const { feed, since, arrived } = await read(null);
+      const { feed, arrived, overtaken } = await read(null);
       if (stopped) return;
-      cursor = feed.cursor ?? feed.last_id;
+      list.cursor = feed.cursor ?? feed.last_id;
       if (started === generation) {
-        replaceList(feed);
-        takeCounts(feed, since, arrived);
+        list.replace(feed, Date.now());
+        if (!overtaken()) list.takeCounts(feed, arrived);
       } else {
         void refresh(); // the view changed meanwhile
       }
@@ -954,11 +1034,11 @@ export function subscribe(options = {}) {
   // (between the feed read and now, or while it was down) is read from the feed instead.
   async function catchUp() {
     try {
-      const { feed, since, arrived } = await read(null);
+      const { feed, arrived, overtaken } = await read(null);
       if (stopped) return;
       [...feed.items].reverse().forEach(deliver);
-      cursor ??= feed.cursor ?? feed.last_id;
-      takeCounts(feed, since, arrived);
+      list.cursor ??= feed.cursor ?? feed.last_id;
+      if (!overtaken()) list.takeCounts(feed, arrived);
     } catch (err) {
       report(err);
     }
@@ -967,7 +1047,7 @@ export function subscribe(options = {}) {
   /** @param {boolean} afterLoad the list was just read */
   async function open(afterLoad) {
     const url = new URL("notifications/stream", base);
-    if (cursor) url.searchParams.set("last_event_id", cursor);
+    if (list.cursor) url.searchParams.set("last_event_id", list.cursor);
     const token = await tokenOf(options.token);
     if (token) url.searchParams.set("token", token);
     if (stopped) return;
@@ -975,7 +1055,7 @@ export function subscribe(options = {}) {
     source = es;
     const current = () => source === es && !stopped;
     // EventSource resumes by the last id it received itself, else by the URL's cursor.
-    let resumable = cursor !== null;
+    let resumable = list.cursor !== null;
     let firstFrame = afterLoad;
     // An event without an `id:` line still reports the last id before it as its
     // lastEventId; ids only grow, so an event has an id of its own when that changed.
@@ -1006,9 +1086,9 @@ export function subscribe(options = {}) {
     es.onerror = () => {
       if (!current()) return;
       settleReplaced();
+      firstFrame = false;
       if (es.readyState !== EventSource.CLOSED) {
         setStatus("reconnecting");
-        firstFrame = false;
         return;
       }
       // The browser gave up (an error status): find out why before trying again.
@@ -1020,7 +1100,7 @@ export function subscribe(options = {}) {
       const message = current() ? parse(event) : null;
       if (!message) return;
       const item = /** @type {Notification} */ (message.data);
-      cursor = message.id || item.id;
+      list.cursor = message.id || item.id;
       resumable = true;
       deliver(item);
     });
@@ -1036,7 +1116,7 @@ export function subscribe(options = {}) {
         return;
       }
       settleReplaced();
-      cursor = message.id;
+      list.cursor = message.id;
       resumable = true;
       retract(ids);
     });
@@ -1045,19 +1125,18 @@ export function subscribe(options = {}) {
       if (!message) return;
       const frame = /** @type {StateFrame} */ (message.data);
       settleReplaced();
-      const same = frame.unread === counts.unread && frame.unseen === counts.unseen;
+      const { unread, unseen } = list.counts;
+      const same = frame.unread === unread && frame.unseen === unseen;
       const first = firstFrame;
       firstFrame = false;
       lastFrame = ++frameTick;
       frames += 1;
       options.onState?.(frame);
       if (frame.change && ACTIONS.has(frame.change.action)) {
-        setCounts(frame);
-        countedUpTo(cursor);
-        apply(frame.change);
+        apply(frame.change, frame);
       } else if (!(first && same)) {
         // Counts only, after a gap (or a change of preferences): the list may be behind
-        // too, and the counts of a read of it are exact about what the stream replays.
+        // too, and a read of it has counts that are exact about what the stream replays.
         void refresh();
       }
     });
@@ -1093,14 +1172,12 @@ export function subscribe(options = {}) {
   /** @type {Listener} */
   const listener = {
     base,
-    changed(change, answer, since) {
+    changed(change, counts, since) {
       if (stopped) return;
-      // The stream's frames are newer than an answer they overtook, and they bring
-      // other tabs' changes too; a server without them leaves it to the answers.
+      // The stream's frames are newer than an answer they overtook, and they bring other
+      // tabs' changes too; without them (a server that sends none) the answers do it.
       if (since === null ? frames > 0 : lastFrame > since) return;
-      setCounts(answer);
-      countedUpTo(cursor);
-      apply(change);
+      apply(change, counts);
     },
     refresh: () => void refresh(),
   };
@@ -1118,35 +1195,28 @@ export function subscribe(options = {}) {
     setStatus("closed");
   };
   return Object.assign(stop, {
-    items: () => items.slice(),
-    counts: () => ({ ...counts }),
-    hasOlder: () => nextBefore !== null,
+    items: () => list.items.slice(),
+    counts: () => ({ ...list.counts }),
+    hasOlder: () => list.nextBefore !== null,
     async loadOlder() {
-      if (nextBefore === null) return;
+      if (list.nextBefore === null) return;
       const started = generation;
-      const { feed, since, arrived } = await read(nextBefore);
+      const { feed, arrived, overtaken } = await read(list.nextBefore);
       if (stopped || started !== generation) return;
-      feed.items.forEach((item) => {
-        if (!gone.has(item.id) && !expired(item, Date.now())) {
-          delivered.add(item.id);
-          insert(item);
-        }
-      });
-      nextBefore = feed.next_before;
-      takeCounts(feed, since, arrived);
-      changed();
+      list.append(feed, Date.now());
+      if (!overtaken()) list.takeCounts(feed, arrived);
     },
-    /** @param {View} next */
-    async setView(next) {
-      view = { status: next.status, kind: next.kind, subject_id: next.subject_id };
+    /** @param {View} view */
+    async setView(view) {
+      list.view = { status: view.status, kind: view.kind, subject_id: view.subject_id };
       const started = ++generation;
-      const { feed, since, arrived } = await read(null);
+      const { feed, arrived, overtaken } = await read(null);
       if (stopped || started !== generation) return;
-      replaceList(feed);
-      takeCounts(feed, since, arrived);
-      if (lastFrame > since) void refresh(); // a change came while it was read
+      list.replace(feed, Date.now());
+      if (overtaken()) void refresh(); // a change came while it was read
+      else list.takeCounts(feed, arrived);
     },
-    markSeen: () => markSeen(items[0]?.id ?? null, connection),
+    markSeen: () => markSeen(list.items[0]?.id ?? null, connection),
   });
 }
 

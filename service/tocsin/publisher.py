@@ -73,6 +73,8 @@ class Publisher:
         Raise `InvalidInput` for a body that breaks the contract, and `PartialPublish`
         if any recipient's message was not stored. `validated`: model.py's decoder made
         `recipients` and `body` (an HTTP request's), so nothing is checked a second time.
+        A body with an `expires_at` and no `key` is stored with a `Nats-TTL`
+        (`expiry_ttl`), so the store forgets it once it expired.
         """
         payload = encode(body)
         if not validated:

@@ -6,17 +6,22 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import nats
 from playwright.async_api import BrowserContext, Page
 
 from tocsin import NotificationBody, Publisher
 
-from support import Tocsin
+from support import Tocsin, auth, publisher_token
 
 TIMEOUT_MS = 20_000
+# How soon a change made on one device shows on another (contract §9: within 1 s): the
+# deadline a test waits up to, never a duration it measures.
+LIVE_MS = 1_000
 
 
 async def sign_in(context: BrowserContext, base_url: str, user: str) -> None:
@@ -63,11 +68,102 @@ async def demo_state(page: Page, key: str) -> Any:
 
 
 async def badge(page: Page) -> str | None:
-    """The unread badge's text, or None while it is hidden."""
+    """The badge's text (the unseen count), or None while it is hidden."""
     value: str | None = await page.eval_on_selector(
         "#badge", "badge => (badge.hidden ? null : badge.textContent)"
     )
     return value
+
+
+async def wait_badge(page: Page, text: str | None, timeout: float = TIMEOUT_MS) -> None:
+    """Wait until the badge shows `text` (None: hidden)."""
+    await page.wait_for_function(
+        "text => { const b = document.getElementById('badge');"
+        " return text === null ? b.hidden : !b.hidden && b.textContent === text; }",
+        arg=text,
+        timeout=timeout,
+    )
+
+
+async def unread_ids(page: Page) -> list[str]:
+    """The ids the dropdown shows as unread, top to bottom."""
+    ids: list[str] = await page.eval_on_selector_all(
+        "#feed li.unread[data-id]", "items => items.map(li => li.dataset.id)"
+    )
+    return ids
+
+
+async def wait_listed(page: Page, ids: list[str], timeout: float = TIMEOUT_MS) -> None:
+    """Wait until the dropdown lists exactly `ids`, top to bottom."""
+    await page.wait_for_function(
+        "ids => JSON.stringify([...document.querySelectorAll('#feed li[data-id]')]"
+        ".map(li => li.dataset.id)) === JSON.stringify(ids)",
+        arg=ids,
+        timeout=timeout,
+    )
+
+
+async def wait_unread(page: Page, ids: list[str], timeout: float = TIMEOUT_MS) -> None:
+    """Wait until the dropdown shows exactly `ids` as unread, top to bottom."""
+    await page.wait_for_function(
+        "ids => JSON.stringify([...document.querySelectorAll('#feed li.unread[data-id]')]"
+        ".map(li => li.dataset.id)) === JSON.stringify(ids)",
+        arg=ids,
+        timeout=timeout,
+    )
+
+
+async def bell_state(page: Page) -> dict[str, Any]:
+    """What the page shows: listed ids, unread ids, the badge, the unread count."""
+    return {
+        "listed": await listed(page),
+        "unread": await unread_ids(page),
+        "badge": await badge(page),
+        "count": await page.eval_on_selector(
+            "#unread", "el => (el.hidden ? null : el.textContent)"
+        ),
+    }
+
+
+async def publish(
+    base_url: str,
+    user: str,
+    text: str,
+    *,
+    actor: str | None = "Alex Rivera",
+    kind: str = "comment.created",
+    subject_id: str = "doc_42",
+    key: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """`POST /notifications` for `user` with a publisher token; the notification's id."""
+    body: dict[str, Any] = {
+        "recipients": [user],
+        "kind": kind,
+        "subject_id": subject_id,
+        "actor_id": actor,
+        "text": text,
+    }
+    if key is not None:
+        body["key"] = key
+    if expires_at is not None:
+        body["expires_at"] = expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post("/notifications", json=body, headers=auth(publisher_token()))
+    assert response.status_code == 202, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids[0]
+
+
+async def retract(base_url: str, body: dict[str, Any]) -> list[str]:
+    """`POST /notifications/retract` with a publisher token; the ids it retracted."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post(
+            "/notifications/retract", json=body, headers=auth(publisher_token())
+        )
+    assert response.status_code == 200, response.text
+    ids: list[str] = response.json()["retracted"]
+    return ids
 
 
 def stream_opens(tocsin: Tocsin, user: str) -> int:
@@ -104,13 +200,29 @@ class NativePublisher:
         await self._nc.close()
 
     async def send(
-        self, user: str, text: str, actor: str = "Alex Rivera", kind: str = "comment.created"
+        self,
+        user: str,
+        text: str,
+        actor: str = "Alex Rivera",
+        kind: str = "comment.created",
+        subject_id: str = "doc_42",
+        key: str | None = None,
     ) -> str:
         """Publish one notification for `user`; its id."""
         assert self._publisher is not None
-        body = NotificationBody(kind=kind, subject_id="doc_42", text=text, actor_id=actor)
+        body = NotificationBody(
+            kind=kind, subject_id=subject_id, text=text, actor_id=actor, key=key
+        )
         ids = await self._publisher.publish([user], body)
         return ids[0]
+
+    async def retract(self, user: str, target: str) -> None:
+        """Retract by key or id as a producer does natively: an empty body on the user's
+        subject with the `Tocsin-Retract` header, stored by JetStream."""
+        js = self._nc.jetstream()
+        await js.publish(
+            f"tocsin.user.{user}", b"", stream="TOCSIN", headers={"Tocsin-Retract": target}
+        )
 
 
 @contextmanager

@@ -15,9 +15,11 @@ from demo_page import (
     demo_state,
     listed,
     open_demo,
+    publish,
     received,
     sign_in,
     stream_opens,
+    wait_badge,
     wait_status,
     wait_true,
 )
@@ -64,17 +66,20 @@ async def test_live_notification_lights_the_badge(
     assert ids[1] == sent
     assert await page.title() == "(2) tocsin"
 
+    # Opening the bell marks them seen (the badge goes), not read.
     await page.click("#bell")
+    await wait_badge(page, None)
     assert await listed(page) == [sent, ids[0]]
     assert await page.locator("#feed li.unread").count() == 2
+    assert await page.inner_text("#unread") == "2 unread"
     text = await page.inner_text("#feed li:first-child")
     assert "Alex commented on your draft" in text
     assert "Alex Rivera" in text
     assert "just now" in text
 
     await page.click("#mark-all")
-    await wait_true(page, "() => document.getElementById('badge').hidden")
-    assert await page.locator("#feed li.unread").count() == 0
+    await wait_true(page, "() => document.querySelectorAll('#feed li.unread').length === 0")
+    assert await page.title() == "tocsin"
     await context.close()
 
 
@@ -150,11 +155,13 @@ async def test_two_tabs_of_one_user_both_update(
         assert await received(tab) == sent
         assert await badge(tab) == "3"
 
-    # Reading in one tab clears the badge in the other.
+    # Opening the bell in one tab clears the badge in the other; reading there, the list.
     await tabs[0].click("#bell")
+    for tab in tabs:
+        await wait_badge(tab, None)
     await tabs[0].click("#mark-all")
     for tab in tabs:
-        await wait_true(tab, "() => document.getElementById('badge').hidden")
+        await wait_true(tab, "() => document.querySelectorAll('#feed li.unread').length === 0")
     await context.close()
 
 
@@ -201,22 +208,33 @@ async def test_screenshot_of_the_bell(
 ) -> None:
     """Renders the dropdown; with TOCSIN_UPDATE_SCREENSHOT=1 it refreshes docs/img/bell.png."""
     tocsin = demo(tocsin_factory, nats_server)
-    context = await browser.new_context(viewport={"width": 900, "height": 640})
+    context = await browser.new_context(viewport={"width": 900, "height": 680})
     await sign_in(context, tocsin.url, "alice")
     page = await open_demo(context, tocsin.url)
-    async with NativePublisher(nats_server.url) as producer:
-        for text, actor, kind in [
-            ("Your export of Q3 numbers is ready", "exports", "export.ready"),
-            ("Priya requested your review on #1287", "Priya Nair", "review.requested"),
-            ("Sam mentioned you in Q3 planning", "Sam Okafor", "mention"),
-            ("Alex commented on your draft", "Alex Rivera", "comment.created"),
-        ]:
-            await producer.send("alice", text, actor=actor, kind=kind)
+    for text, actor, kind, subject in [
+        ("Your export of Q3 numbers is ready", "exports", "export.ready", "export_9"),
+        ("Priya requested your review on #1287", "Priya Nair", "review.requested", "pr_1287"),
+        ("Sam mentioned you in Q3 planning", "Sam Okafor", "mention", "doc_q3"),
+        ("Alex commented on your draft", "Alex Rivera", "comment.created", "doc_42"),
+    ]:
+        await publish(tocsin.url, "alice", text, actor=actor, kind=kind, subject_id=subject)
     await wait_true(page, "() => window.tocsinDemo.received.length === 4")
-    await page.click("#bell")
-    await wait_true(page, "() => !document.getElementById('panel').hidden")
+    await page.click("#bell")  # seen: the badge goes
+    await wait_badge(page, None)
     await page.click("#feed li:nth-child(4)")  # reading the oldest leaves three unread
-    await wait_true(page, "() => document.getElementById('badge').textContent === '3'")
+    await wait_true(page, "() => document.getElementById('unread').textContent === '3 unread'")
+    # One more while the dropdown is open: the badge counts what is new since.
+    await publish(
+        tocsin.url,
+        "alice",
+        "Build 12 failed on main",
+        actor="ci",
+        kind="build.failed",
+        subject_id="main",
+        key="build:main",
+    )
+    await wait_badge(page, "1")
+    await page.mouse.move(10, 600)  # no hover highlight in the picture
     await page.wait_for_timeout(400)  # let the entry animations settle for the picture
     shot = tmp_path / "bell.png"
     await page.screenshot(path=str(shot))

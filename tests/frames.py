@@ -117,9 +117,10 @@ class RawStream:
         return await asyncio.wait_for(read(), timeout)
 
     async def frames(self, timeout: float = 10.0) -> list[Frame]:
-        """The frames of the next chunk that has any (chunks of pings only are skipped)."""
+        """The notification and retraction frames of the next chunk that has any (chunks
+        of pings or of the counts every stream starts with, `event: state`, are skipped)."""
         while True:
-            frames = parse_frames(await self.chunk(timeout))
+            frames = [f for f in parse_frames(await self.chunk(timeout)) if f.event != "state"]
             if frames:
                 return frames
 

@@ -37,6 +37,7 @@ __all__ = [
 
 RETRACT_PATH = "/notifications/retract"
 
+
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:
     """The Quart application of one tocsin process, with the ASGI endpoints in front of it."""
     app = Quart("tocsin")

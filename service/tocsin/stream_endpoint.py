@@ -33,7 +33,7 @@ from .admission import connected
 from .auth import KeysUnavailable, Unauthorized, Verifier
 from .cors import Cors
 from .credentials import authenticate
-from .hub import Connection
+from .hub import Closed, Connection
 from .replay import plan_resume
 from .responses import RawHeaders, answer_for, raw_headers, send_answer
 from .runtime import Runtime
@@ -121,7 +121,7 @@ class StreamEndpoint:
         assert handler is not None
         # As Quart does: a client that went away cancels the handler, which ends
         # `run_stream` (and its replay, if one is under way) at once.
-        watcher = DisconnectWatch(receive, handler)
+        watcher = DisconnectWatch(receive, handler, lambda: conn.close(Closed.CLIENT_GONE))
         try:
             async with aclosing(frames):
                 # Taking the first frame registers `conn`: from then on `frames` is started, so
@@ -191,7 +191,12 @@ def _chunk(data: bytes) -> HTTPResponseBodyEvent:
 
 
 class DisconnectWatch:
-    """Cancels `handler` once `receive()` says the client has gone.
+    """Cancels `handler`, and calls `gone`, once `receive()` says the client has gone.
+
+    Both, because a cancellation can be lost: on Python 3.11 `asyncio.wait_for` (which
+    nats-py's requests use) returns its result instead of raising when the cancellation
+    meets a reply that has just come; `gone` marks the stream itself as ended, which its
+    loop notices whatever happened to the cancellation.
 
     A task awaiting `receive()` would cost each open stream about 650 bytes more (the
     task, its entry in asyncio's weak set of all tasks, its own coroutine frame), so
@@ -199,11 +204,17 @@ class DisconnectWatch:
     it waits on, the way a task steps its coroutine.
     """
 
-    __slots__ = ("_handler", "_pending", "_receive")
+    __slots__ = ("_gone", "_handler", "_pending", "_receive")
 
-    def __init__(self, receive: ASGIReceiveCallable, handler: asyncio.Task[Any]) -> None:
+    def __init__(
+        self,
+        receive: ASGIReceiveCallable,
+        handler: asyncio.Task[Any],
+        gone: Callable[[], None] = lambda: None,
+    ) -> None:
         self._receive = receive
         self._handler = handler
+        self._gone = gone
         self._pending: Generator[Any, None, ASGIReceiveEvent] | None = receive().__await__()
         self._step()
 
@@ -214,6 +225,7 @@ class DisconnectWatch:
             except StopIteration as received:
                 if received.value["type"] == "http.disconnect":
                     self._pending = None
+                    self._gone()
                     self._handler.cancel()
                 else:
                     self._pending = self._receive().__await__()

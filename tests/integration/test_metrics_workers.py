@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tocsin.embedded import EmbeddedNats, free_port
-from tocsin.metrics_group import REPORTING, SOCKET_SUFFIX
+from tocsin.metrics_group import REPORTING, SOCKET_SUFFIX, runtime_dir
 
 from support import (
     Subscriber,
@@ -38,9 +38,10 @@ PUBLISHED = "tocsin_notifications_published_total"
 
 
 def sockets(proc: Tocsin) -> list[Path]:
-    """The metrics sockets of `proc`'s workers."""
+    """The metrics sockets of `proc`'s workers (where tocsin puts them: under the data dir,
+    or in the temporary directory when that path is too long for a unix socket)."""
     assert proc.process is not None
-    return sorted((proc.data_dir / "run" / str(proc.process.pid)).glob(f"*{SOCKET_SUFFIX}"))
+    return sorted(runtime_dir(proc.data_dir, proc.process.pid).glob(f"*{SOCKET_SUFFIX}"))
 
 
 async def worker_text(path: Path) -> str:
@@ -112,7 +113,7 @@ async def test_one_scrape_reports_the_whole_group(two_workers: Tocsin) -> None:
         await sub.close()
 
     assert two_workers.process is not None
-    group_dir = two_workers.data_dir / "run" / str(two_workers.process.pid)
+    group_dir = runtime_dir(two_workers.data_dir, two_workers.process.pid)
     assert await asyncio.to_thread(two_workers.stop, signal.SIGTERM) == 0
     assert not group_dir.exists(), "the group's runtime directory outlived it"
 

@@ -51,3 +51,16 @@ async def test_a_stopped_watch_takes_nothing_more_and_cancels_nothing() -> None:
     assert queue.get_nowait() == DISCONNECT
     assert not handler.done()
     handler.cancel()
+
+
+async def test_a_disconnect_also_tells_the_stream_it_is_gone() -> None:
+    # The cancellation alone can be lost (asyncio.wait_for on Python 3.11, when it meets
+    # a reply that has just come): the stream itself is marked ended too.
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    gone: list[bool] = []
+    handler = asyncio.create_task(idle_handler())
+    DisconnectWatch(queue.get, handler, lambda: gone.append(True))
+    await queue.put(DISCONNECT)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(handler, 5)
+    assert gone == [True]

@@ -521,6 +521,8 @@ def test_the_retracted_frame_data_is_the_documented_event() -> None:
     assert "event: retracted" in doc["paths"]["/notifications/stream"]["get"]["description"]
     # The id-less one, implied by a keyed notification, carries the same data.
     assert sse.retracted(["ntf_abcdefgh_1"], None).startswith(b"event: retracted\ndata: ")
+
+
 SELECTOR_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "ids": st.lists(st.sampled_from([ID, "ntf_x", "ntf_", "x", "ntf_a b"]), max_size=3),
     "up_to": st.sampled_from([ID, "ntf_x", "nope", ""]) | NOT_STRINGS,

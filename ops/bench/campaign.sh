@@ -26,9 +26,11 @@ run() {
 }
 
 if [ -n "${PEER_URL:-}" ]; then
+  # tocsin with its defaults: no traces exported, nats-server fsyncing every write.
   for i in 1 2 3; do
-    run "compare-$i" compare --against "$PEER_URL"
+    run "compare-$i" compare --against "$PEER_URL" --no-tracing
   done
+  run compare-sync-default compare --against "$PEER_URL" --no-tracing --nats-sync default
 else
   echo "compare: skipped (PEER_URL is not set)"
 fi
@@ -54,6 +56,9 @@ fi
 run native-untraced native --nats-sync default --no-tracing
 run native-strict native
 run storm-cold storm --replay-cache 0 --trace-ratio 0.01
+for i in 1 2 3; do
+  run "storm-restart-$i" storm --restart --trace-ratio 0.01
+done
 run storm-untraced storm --no-tracing
 run publish-strict publish
 run feed feed

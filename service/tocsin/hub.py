@@ -105,6 +105,20 @@ class Newest(Protocol):
 class Connection:
     """One open stream's mailbox: frames waiting to be written, and why it must end."""
 
+    __slots__ = (
+        "_abort",
+        "_capacity",
+        "_items",
+        "_loop",
+        "_waiter",
+        "_writer",
+        "closing",
+        "id",
+        "opened",
+        "opened_ns",
+        "user",
+    )
+
     def __init__(self, user: str, conn_id: str, capacity: int) -> None:
         self.user = user
         self.id = conn_id

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from . import sse
 from .hub import Closed, Connection, Hub, Item, Opened
-from .model import SUBJECT_PREFIX
 from .replay import Live, Plan, Reset, Resume
 from .settings import Settings
 from .store import StoreUnavailable
@@ -61,7 +60,6 @@ async def run_stream(
     writer = asyncio.current_task()
     if writer is not None:
         conn.attach(writer)
-    subject = SUBJECT_PREFIX + conn.user
     # The client holds everything up to its cursor: nothing at or below it may go out again.
     last_sent = plan.after if isinstance(plan, Resume) else 0
     hub.register(conn)
@@ -95,7 +93,7 @@ async def run_stream(
                     last_sent = max(last_sent, page[-1][0])
                     stats.sent += len(page)
                     stats.replayed += len(page)
-                    telemetry.written(page, REPLAY, conn.id, subject, started)
+                    telemetry.written(page, REPLAY, conn.id, conn.user, started)
         else:
             assert isinstance(plan, Live)
         while True:
@@ -114,7 +112,7 @@ async def run_stream(
                 stats.sent += len(fresh)
                 started = time.time_ns()
                 yield b"".join(frame for _, frame, _ in fresh)
-                telemetry.written(fresh, LIVE, conn.id, subject, started)
+                telemetry.written(fresh, LIVE, conn.id, conn.user, started)
                 continue
             if items:
                 continue

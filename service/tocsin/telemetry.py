@@ -50,6 +50,7 @@ from prometheus_client import (
 
 from .entry import Notice, Stored
 from .ids import encode_id
+from .model import SUBJECT_PREFIX
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -626,10 +627,10 @@ class Telemetry:
         return None
 
     def written(
-        self, items: Sequence[Written], mode: str, conn_id: str, subject: str, started_ns: int
+        self, items: Sequence[Written], mode: str, conn_id: str, user: str, started_ns: int
     ) -> None:
-        """Frames reached a stream of `subject`'s user (LIVE or REPLAY): count, time and
-        trace the notifications among them."""
+        """Frames reached a stream of `user` (LIVE or REPLAY): count, time and trace the
+        notifications among them."""
 
     def replay(self, source: str) -> None:
         """A resumed stream read its backlog from `source` (MEMORY or STORE)."""
@@ -693,7 +694,7 @@ class OtelTelemetry(Telemetry):
         return _KeptHeaders(found) if found else None
 
     def written(
-        self, items: Sequence[Written], mode: str, conn_id: str, subject: str, started_ns: int
+        self, items: Sequence[Written], mode: str, conn_id: str, user: str, started_ns: int
     ) -> None:
         now = time.time_ns()
         histogram = _state.latency
@@ -710,7 +711,7 @@ class OtelTelemetry(Telemetry):
             if tracing and entry.trace is not None:
                 context = _context_of(entry)
                 if context is not None:
-                    span = _Span(entry.id, subject, mode, conn_id, latency)
+                    span = _Span(entry.id, SUBJECT_PREFIX + user, mode, conn_id, latency)
                     span.record(context, started_ns, now)
         _state.counts.delivered[mode] += delivered
 

@@ -44,8 +44,8 @@ def _notice(seq: int, stored_ns: int, trace: object | None = None) -> Notice:
     return notice
 
 
-def _write(notice: Notice, mode: str, conn: str, subject: str = "tocsin.user.alice") -> None:
-    TELEMETRY.written([(notice.seq, b"frame", notice)], mode, conn, subject, time.time_ns())
+def _write(notice: Notice, mode: str, conn: str, user: str = "alice") -> None:
+    TELEMETRY.written([(notice.seq, b"frame", notice)], mode, conn, user, time.time_ns())
 
 
 def test_producer_span_injects_w3c_context_into_headers(recorded: Recorded) -> None:
@@ -176,7 +176,7 @@ async def test_consumer_span_is_a_child_of_the_producer_and_parents_each_write(
 def test_replayed_frames_continue_the_stored_producer_context(recorded: Recorded) -> None:
     notice = _notice(5, time.time_ns() - 60_000_000_000)
     notice.trace = TELEMETRY.keep({"Nats-Sequence": "5", "traceparent": TRACEPARENT})
-    _write(notice, telemetry.REPLAY, "c9", "tocsin.user.bob")
+    _write(notice, telemetry.REPLAY, "c9", "bob")
     (span,) = recorded.spans(telemetry.DELIVER_SPAN)
     assert span.parent is not None and hex_id(span.parent.span_id, 16) == PARENT_ID
     assert span.attributes is not None

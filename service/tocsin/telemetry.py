@@ -230,7 +230,8 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
         (
             "tocsin.notifications.received",
             notification,
-            "Valid notifications this process's live feed received, from any producer",
+            "Valid notifications this process's live feed received, from any producer, for "
+            "the users it follows",
             _total(lambda: counts.received),
         ),
         (
@@ -248,8 +249,8 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
         (
             "tocsin.replays",
             "{connection}",
-            "Resumed streams, by where their backlog was read: memory (this process's record "
-            "of recent notifications) or store",
+            "Resumed streams, by where their backlog was read: memory (the user's timeline "
+            "was in this process's memory) or store",
             _by("source", lambda: counts.replays),
         ),
         (
@@ -309,8 +310,8 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
         "tocsin.replay_cache.notifications",
         callbacks=[_of_runtime(lambda runtime: runtime.kept_notifications)],
         unit=notification,
-        description="Notifications this process keeps in memory to answer resumes "
-        "(at most --replay-cache)",
+        description="Stored messages this process keeps in memory, in the timelines of the "
+        "users it holds and, up to --replay-cache, of those it held recently",
     )
     return meter.create_histogram(
         "tocsin.delivery.latency",

@@ -48,6 +48,10 @@ log = logging.getLogger("tocsin.feed")
 # changes landed meanwhile (each time to the newest revision, so a few at most).
 MAX_CATCH_UPS = 32
 MAX_ACTORS = 3
+# How long the document read when a user is first followed stands for the counts of the
+# stream that caused the read, and how many such documents may wait before old ones go.
+JUST_READ_SECONDS = 2.0
+JUST_READ_MAX = 10_000
 
 
 def page_of(
@@ -155,6 +159,11 @@ class Feeds:
         self._history = history
         self._states = states
         self._hub = hub
+        # The document the hub's read of a user's mute list found, for the state frame of
+        # the stream that made the hub read it (one read of the bucket per stream opened,
+        # not two). Taken once; a change made in between reaches that stream as its own
+        # state frame after this one.
+        self._just_read: dict[str, tuple[UserState, float]] = {}
 
     # -- reading --------------------------------------------------------------------
 
@@ -225,14 +234,24 @@ class Feeds:
     async def muted_kinds(self, user: str) -> list[str]:
         """The user's muted kinds (the hub reads them when it begins to follow a user)."""
         doc, _ = await self._states.load(user)
+        now = time.monotonic()
+        if len(self._just_read) > JUST_READ_MAX:
+            self._just_read = {
+                u: kept for u, kept in self._just_read.items() if now - kept[1] < JUST_READ_SECONDS
+            }
+        self._just_read[user] = (doc, now)
         return list(doc.muted_kinds)
 
     async def state_frame(self, opened: Opened) -> bytes | None:
         """The `state` frame a stream sends right after its hello: the current counts
         (no `change`). Also brings this process's mute rule for the user up to date."""
         user = opened.timeline.user
+        just_read = self._just_read.pop(user, None)
         try:
-            doc, _ = await self._states.load(user)
+            if just_read is not None and time.monotonic() - just_read[1] < JUST_READ_SECONDS:
+                doc = just_read[0]
+            else:
+                doc, _ = await self._states.load(user)
         except StoreUnavailable as err:
             log.warning(
                 "no state frame: state unavailable",

@@ -350,8 +350,18 @@ class Hub:
         held = self._held.get(conn.user)
         listening = held.listening if held is not None else None
         if listening is not None and not listening.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(listening), timeout)
+            # Not asyncio.wait_for: a task and two futures per stream opened, where one
+            # timer on the shared future does (subscribing has its own timeout besides).
+            waiter = asyncio.shield(listening)
+            timer = asyncio.get_running_loop().call_later(timeout, waiter.cancel)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the stream itself is cancelled, not only this wait
+            finally:
+                timer.cancel()
 
     async def open(self, conn: Connection) -> Opened:
         """The timeline of a registered stream's user, once it is read and followed.

@@ -44,6 +44,7 @@ class Timeline:
     __slots__ = (
         "_cap",
         "_keys",
+        "_next_gone_ns",
         "_retention_ns",
         "entries",
         "epoch",
@@ -62,6 +63,10 @@ class Timeline:
         # The live notification holding each key (made with the first key: most users'
         # notifications have none, and an empty dict costs 64 bytes per timeline).
         self._keys: dict[str, int] | None = None
+        # The soonest `Nats-TTL` end among the entries (0: none has one), so that a trim
+        # looks at every entry only when one is due: a trim per append stays O(1) (a
+        # full pass per append was 9% of reading 100,000 messages at start-up).
+        self._next_gone_ns = 0
         self.known_to = 0
         self.trimmed_to = 0
         # A timeline read from the middle of the stream (`History.warm`) holds only what
@@ -80,6 +85,8 @@ class Timeline:
             raise ValueError(f"sequence {entry.seq} is not after {self.known_to}")
         self.entries.append(entry)
         self.known_to = entry.seq
+        if entry.gone_ns > 0 and not 0 < self._next_gone_ns <= entry.gone_ns:
+            self._next_gone_ns = entry.gone_ns
         if isinstance(entry, Notice):
             if entry.key is not None:
                 keys = self._keys if self._keys is not None else {}
@@ -104,7 +111,7 @@ class Timeline:
         an older notification may be retracted or replaced by a newer message."""
         entries = [*older, *self.entries]
         known_to = self.known_to
-        self.entries, self._keys = [], None
+        self.entries, self._keys, self._next_gone_ns = [], None, 0
         self.known_to = self.floor = 0
         for entry in entries:
             if isinstance(entry, Notice):
@@ -157,10 +164,11 @@ class Timeline:
         """Drop what the store has removed by now: TTLs run out, then by age, then beyond
         the per-user cap (the store counts only what it still holds)."""
         entries = self.entries
-        if any(0 < e.gone_ns <= now_ns for e in entries):
+        if 0 < self._next_gone_ns <= now_ns:
             for entry in [e for e in entries if 0 < e.gone_ns <= now_ns]:
                 self._forget(entry)
             entries[:] = [e for e in entries if not 0 < e.gone_ns <= now_ns]
+            self._next_gone_ns = min((e.gone_ns for e in entries if e.gone_ns > 0), default=0)
         oldest = now_ns - self._retention_ns
         drop = 0
         while drop < len(entries) and (

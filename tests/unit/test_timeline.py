@@ -163,6 +163,28 @@ def test_the_store_trims_by_cap_age_and_ttl_and_the_timeline_with_it() -> None:
     assert line.trimmed_to == 3
 
 
+def test_each_ttl_is_dropped_when_it_runs_out_whatever_the_order_they_end_in() -> None:
+    line = timeline()
+    add(line, 1, headers={"Nats-TTL": "30s"})
+    add(line, 2)
+    add(line, 3, headers={"Nats-TTL": "10s"})
+    add(line, 4, headers={"Nats-TTL": "20s"})
+    add(line, 5)
+    line.trim(NOW + 9 * SECOND)
+    assert [e.seq for e in line.entries] == [1, 2, 3, 4, 5]
+    line.trim(NOW + 11 * SECOND)
+    assert [e.seq for e in line.entries] == [1, 2, 4, 5]
+    line.trim(NOW + 21 * SECOND)
+    assert [e.seq for e in line.entries] == [1, 2, 5]
+    add(line, 6, headers={"Nats-TTL": "1s"}, at=NOW + 21 * SECOND)
+    line.trim(NOW + 23 * SECOND)
+    assert [e.seq for e in line.entries] == [1, 2, 5]
+    line.trim(NOW + 31 * SECOND)
+    assert [e.seq for e in line.entries] == [2, 5]
+    # Not counted as trimmed: a TTL's end is not a gap a cursor could fall into.
+    assert line.trimmed_to == 0
+
+
 def test_ttl_values() -> None:
     assert ttl_ns("30") == 30 * SECOND
     assert ttl_ns("1m30s") == 90 * SECOND

@@ -17,6 +17,7 @@ after a reconnect, these included (it reads `_subject`, `_queue` and `_max_msgs`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -124,6 +125,10 @@ class Broker:
         self._interests: dict[str, _Interest] = {}
         self._inbox = ""
         self._inbox_sub: Subscription | None = None
+        # The round trip that will confirm every subscription sent since the last one
+        # started (see `subscribe`).
+        self._next_flush: asyncio.Future[None] | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Listen for answers to this process's signals."""
@@ -152,8 +157,35 @@ class Broker:
         self._interests[user] = interest
         await nc._send_command(command.sub_cmd(interest._subject, "", interest._id))
         if self._nc.is_connected:
+            await asyncio.shield(self._flushed())
+
+    def _flushed(self) -> asyncio.Future[None]:
+        """Done when the server has every subscription sent so far. One PING answers for
+        all those sent before it, so streams opening together share one round trip
+        instead of one each (opening thousands at once, a PING and PONG per stream were
+        a round trip of nats-server's and nats-py's work per subscription)."""
+        if self._next_flush is None:
+            loop = asyncio.get_running_loop()
+            self._next_flush = loop.create_future()
+            loop.call_soon(self._start_flush)
+        return self._next_flush
+
+    def _start_flush(self) -> None:
+        # Subscriptions sent from now on wait for the next PING: this one may go out
+        # before they are written.
+        done, self._next_flush = self._next_flush, None
+        assert done is not None
+        task = asyncio.ensure_future(self._flush(done))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, done: asyncio.Future[None]) -> None:
+        try:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self._nc.flush(timeout=5)
+        finally:
+            if not done.done():
+                done.set_result(None)
 
     async def unsubscribe(self, user: str) -> None:
         """Stop receiving `user`'s live messages."""

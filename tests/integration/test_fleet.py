@@ -232,3 +232,38 @@ async def test_a_reconnect_to_the_same_process_resumes_wherever_it_was_followed(
     finally:
         await nc.close()
         await sub.close()
+
+
+async def test_every_subscription_is_in_place_when_subscribe_returns(
+    nats_server: EmbeddedNats,
+) -> None:
+    """Streams opening together share one round trip to the server: each still says
+    hello only once the server routes its user's messages to the process."""
+    from tocsin.broker import SIGNAL, Broker, live_subject
+    from tocsin.store import connect
+
+    received: set[str] = set()
+    listener = await connect((nats_server.url,))
+    sender = await nats.connect(nats_server.url)
+    broker = Broker(
+        listener,
+        on_stored=lambda *_: None,
+        on_signal=lambda user, _msg: received.add(user),
+        on_answer=lambda *_: None,
+    )
+    try:
+        await broker.start()
+        users = [f"u{i}" for i in range(300)]
+
+        async def subscribe_then_send(user: str) -> None:
+            await broker.subscribe(user)
+            # From another connection: it reaches the server on its own path.
+            await sender.publish(live_subject(user, SIGNAL), b"x")
+            await sender.flush()
+
+        await asyncio.gather(*(subscribe_then_send(u) for u in users))
+        await wait_for(lambda: received == set(users), what="a signal for every user")
+    finally:
+        await broker.close()
+        await listener.close()
+        await sender.close()

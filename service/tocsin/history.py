@@ -16,9 +16,10 @@ than answer with less than is stored. A stream of one replica has no other to la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +33,10 @@ from .telemetry import NO_TELEMETRY, Telemetry
 from .timeline import Muted, Timeline, visible
 
 PAGE = 256
+# Pages of the stream's tail read ahead at start while one is decoded, so that
+# nats-server prepares the next ones meanwhile: reading 100,000 messages took 2.6-3.1 s
+# against 2.9-3.6 s one page at a time (4 runs each; the rest is tocsin decoding them).
+READ_AHEAD = 4
 # How long the stream's first sequence (asked of the leader) is trusted for reset checks.
 BOUNDS_SECONDS = 1.0
 
@@ -239,29 +244,64 @@ class History:
         read: dict[str, Timeline] = {}
         # Known up to the newest message the read returned, not up to `last`: a replica that
         # lags would answer "nothing more" short of it.
-        seq, count, reached = start, 0, start - 1
-        while True:
-            batch = await self._store.read_all(seq, PAGE)
-            for message in batch.messages:
-                reached = message.seq
-                user = message.subject[len(SUBJECT_PREFIX) :]
-                if not is_user_id(user):
-                    continue
-                timeline = read.get(user)
-                if timeline is None:
-                    timeline = read[user] = self.new_timeline(user)
-                    timeline.floor = timeline.known_to = start - 1
-                timeline.append(self._entry(timeline, message), time.time_ns())
-                count += 1
-            if not batch.messages or batch.pending == 0 or reached >= last:
-                break
-            seq = reached + 1
+        count, reached = 0, start - 1
+        async with contextlib.aclosing(self._pages(start, last)) as pages:
+            async for page in pages:
+                for message in page:
+                    reached = message.seq
+                    user = message.subject[len(SUBJECT_PREFIX) :]
+                    if not is_user_id(user):
+                        continue
+                    timeline = read.get(user)
+                    if timeline is None:
+                        timeline = read[user] = self.new_timeline(user)
+                        timeline.floor = timeline.known_to = start - 1
+                    timeline.append(self._entry(timeline, message), time.time_ns())
+                    count += 1
         # Users whose newest message is oldest leave the cache first.
         for timeline in sorted(read.values(), key=lambda t: t.known_to):
             timeline.advance(reached)
             self._cached[timeline.user] = timeline
         self._shrink()
         return count
+
+    async def _pages(self, start: int, last: int) -> AsyncGenerator[list[StoredMessage], None]:
+        """The stream's messages from `start` up to about `last`, page by page in order,
+        each once, with the next pages' reads in flight while one is used.
+
+        A read from sequence s answers the first PAGE messages at or after s, so full
+        pages read from s, s + PAGE, ... cover every message between them (they overlap
+        where messages were removed: what came before is skipped). A page cut short
+        with more pending starts the reads again after it; an empty page, or a short
+        one with nothing pending, is where the replica that answered ends."""
+        ahead: deque[tuple[int, asyncio.Future[Batch]]] = deque()
+        next_start, covered = start, start - 1
+        try:
+            while True:
+                while len(ahead) < READ_AHEAD and next_start <= last:
+                    read = asyncio.ensure_future(self._store.read_all(next_start, PAGE))
+                    ahead.append((next_start, read))
+                    next_start += PAGE
+                if not ahead:
+                    return
+                _, reading = ahead.popleft()
+                batch = await reading
+                page = [m for m in batch.messages if m.seq > covered]
+                if page:
+                    covered = page[-1].seq
+                    yield page
+                if len(batch.messages) < PAGE:
+                    if not batch.messages or batch.pending == 0:
+                        return
+                    for _, later in ahead:
+                        later.cancel()
+                    ahead.clear()
+                    next_start = covered + 1
+        finally:
+            for _, later in ahead:
+                later.cancel()
+                with contextlib.suppress(BaseException):
+                    await later
 
     def _entry(self, timeline: Timeline, message: StoredMessage) -> Stored:
         entry = decode(timeline.epoch, message.seq, message.time_ns, message.headers, message.data)

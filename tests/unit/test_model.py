@@ -104,6 +104,22 @@ def test_created_at_is_the_producers_else_the_stored_time() -> None:
     assert dated.created_at == "2026-06-07T14:32:11Z"
 
 
+def test_rfc3339_of_any_moment_and_zone() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    assert rfc3339(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+    assert rfc3339(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == (
+        "9999-12-31T23:59:59.999999Z"
+    )
+    assert rfc3339(datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)) == (
+        "1969-12-31T23:59:59.500Z"
+    )
+    west = timezone(timedelta(hours=-7))
+    assert rfc3339(datetime(2026, 5, 1, 20, 4, 5, 120000, tzinfo=west)) == (
+        "2026-05-02T03:04:05.120Z"
+    )
+
+
 def test_rfc3339_precision() -> None:
     assert rfc3339(stored_time(1_000_000_000)) == "1970-01-01T00:00:01Z"
     assert rfc3339(stored_time(1_001_000_000)) == "1970-01-01T00:00:01.001Z"

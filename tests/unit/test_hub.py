@@ -283,3 +283,63 @@ async def test_a_key_replaced_twice_while_the_timeline_was_read_is_one_frame() -
     assert frame.startswith(b'event: retracted\ndata: {"ids":["%s"]}\n\n' % shown_id)
     assert frame.endswith(b"\n\n") and opened.timeline.id_of(last).encode() in frame
     await hub.disconnect()
+
+
+class GatedBroker(FakeBroker):
+    """A broker whose subscriptions are in place only once `gate` is set."""
+
+    def __init__(self, bus: FakeBus, hub: Hub) -> None:
+        super().__init__(bus, hub)
+        self.gate = asyncio.Event()
+
+    async def subscribe(self, user: str) -> None:
+        await self.gate.wait()
+        await super().subscribe(user)
+
+
+def gated_hub() -> tuple[Hub, GatedBroker]:
+    store, bus = FakeStore(), FakeBus()
+    hub = Hub(SETTINGS)
+    broker = GatedBroker(bus, hub)
+    hub.connect(History(store, SETTINGS), broker, store.last_sequences)
+    return hub, broker
+
+
+async def test_the_hello_waits_for_the_subscription_then_goes() -> None:
+    hub, broker = gated_hub()
+    conn = Connection("alice", "c1", 8)
+    hub.register(conn)
+    waiting = asyncio.ensure_future(hub.listening(conn, 5.0))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    broker.gate.set()
+    await asyncio.wait_for(waiting, 1.0)
+    assert "alice" in broker.users
+    await hub.disconnect()
+
+
+async def test_the_hello_goes_anyway_when_subscribing_takes_too_long() -> None:
+    hub, broker = gated_hub()
+    conn = Connection("alice", "c1", 8)
+    hub.register(conn)
+    await asyncio.wait_for(hub.listening(conn, 0.05), 1.0)  # returns, does not raise
+    assert "alice" not in broker.users
+    broker.gate.set()
+    await hub.disconnect()
+
+
+async def test_a_stream_cancelled_while_waiting_ends_and_others_still_wait() -> None:
+    hub, broker = gated_hub()
+    first, second = Connection("alice", "c1", 8), Connection("alice", "c2", 8)
+    hub.register(first)
+    hub.register(second)
+    cancelled = asyncio.ensure_future(hub.listening(first, 5.0))
+    other = asyncio.ensure_future(hub.listening(second, 5.0))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not other.done()  # the shared wait was not cancelled with it
+    broker.gate.set()
+    await asyncio.wait_for(other, 1.0)
+    await hub.disconnect()

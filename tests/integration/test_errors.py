@@ -24,13 +24,18 @@ def now() -> int:
     return int(time.time())
 
 
-BAD_TOKENS = {
-    "wrong key": token({"sub": "alice", "exp": now() + 60}, key="another-secret-" + "x" * 32),
-    "expired": token({"sub": "alice", "iat": now() - 120, "exp": now() - 60}),
-    "issued in the future": token({"sub": "alice", "iat": now() + 600, "exp": now() + 900}),
-    "alg none": jwt.encode({"sub": "alice", "exp": now() + 60}, None, algorithm="none"),
-    "garbage": "not.a.jwt",
-}
+def bad_tokens() -> dict[str, str]:
+    """Tokens to refuse, made when a test needs them: made once at import, "issued in the
+    future" would be issued in the past by the time a long suite reaches the test."""
+    return {
+        "wrong key": token({"sub": "alice", "exp": now() + 60}, key="another-secret-" + "x" * 32),
+        "expired": token({"sub": "alice", "iat": now() - 120, "exp": now() - 60}),
+        "issued in the future": token({"sub": "alice", "iat": now() + 600, "exp": now() + 900}),
+        "alg none": jwt.encode({"sub": "alice", "exp": now() + 60}, None, algorithm="none"),
+        "garbage": "not.a.jwt",
+    }
+
+
 BAD_SUBS = {"no sub": None, "dot": "a.b", "star": "a*", "gt": ">", "space": "a b"}
 
 
@@ -42,7 +47,7 @@ async def test_publish_needs_a_publisher_token(http: httpx.AsyncClient) -> None:
     subscriber = await http.post("/notifications", json=BODY, headers=auth(user_token("alice")))
     assert subscriber.status_code == 403
     assert "publish" in subscriber.json()["error"]
-    for name, bad in BAD_TOKENS.items():
+    for name, bad in bad_tokens().items():
         response = await http.post("/notifications", json=BODY, headers=auth(bad))
         assert response.status_code == 401, name
     scheme = await http.post("/notifications", json=BODY, headers={"Authorization": "Basic x"})
@@ -103,7 +108,7 @@ async def test_idempotency_key_stores_once(http: httpx.AsyncClient) -> None:
 async def test_subscriber_endpoints_refuse_bad_tokens(http: httpx.AsyncClient) -> None:
     for path in ("/notifications", "/notifications/stream"):
         assert (await http.get(path)).status_code == 401
-        for name, bad in BAD_TOKENS.items():
+        for name, bad in bad_tokens().items():
             assert (await http.get(path, headers=auth(bad))).status_code == 401, (path, name)
         for name, sub in BAD_SUBS.items():
             claims = {"exp": now() + 60, **({"sub": sub} if sub else {})}

@@ -247,23 +247,17 @@ class Store:
     ) -> Batch:
         """Up to `batch` messages of `user` from `start_seq` on, with a batch direct get."""
         request = {"seq": start_seq, "next_by_subj": self.subject(user), "batch": batch}
-        async with self._reads:
-            *messages, end = await self._direct(request, timeout, batch=True)
-        status = end.headers.get(STATUS) if end.headers else None
-        if status == "404":
-            return Batch([], 0)
-        if status != "204":
-            raise StoreUnavailable(f"direct get answered status {status}")
-        assert end.headers is not None
-        return Batch([_stored(m) for m in messages], int(end.headers.get("Nats-Num-Pending", "0")))
+        return await self._batch(request, timeout)
 
     async def read_all(self, start_seq: int, batch: int, timeout: float = READ_TIMEOUT) -> Batch:
         """Up to `batch` messages of any subject from `start_seq` on, in sequence order: a
         sequential read of the stream, far cheaper per message than reading user by user."""
+        return await self._batch({"seq": start_seq, "batch": batch}, timeout)
+
+    async def _batch(self, request: dict[str, object], timeout: float) -> Batch:
+        """The messages a batch direct get answers, and how many more match after them."""
         async with self._reads:
-            *messages, end = await self._direct(
-                {"seq": start_seq, "batch": batch}, timeout, batch=True
-            )
+            *messages, end = await self._direct(request, timeout, batch=True)
         status = end.headers.get(STATUS) if end.headers else None
         if status == "404":
             return Batch([], 0)

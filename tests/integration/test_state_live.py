@@ -18,6 +18,7 @@ from tocsin.model import NotificationBody
 from tocsin.publisher import Publisher
 
 from state_frames import RawStream, change_state, feed, put_preferences
+from state_model import expect
 from support import Tocsin, TocsinFactory, auth, publish_http, user_token, wait_for
 
 COMMENT = NotificationBody(kind="comment.created", subject_id="doc_1", text="c")
@@ -126,15 +127,7 @@ async def test_concurrent_changes_on_two_processes_lose_nothing(
         for group, steps in plans:
             for i in group:
                 for action, _ in steps:
-                    mark = want[i]
-                    if action == "read":
-                        mark[0] = mark[1] = True
-                    elif action == "unread":
-                        mark[0] = False
-                    elif action == "seen":
-                        mark[1] = True
-                    else:
-                        mark[2] = action == "archive"
+                    expect(want[i], action)
         for http in clients:
             body = await feed(http, "alice", status="all", limit="200")
             have = {

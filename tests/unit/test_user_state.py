@@ -18,6 +18,8 @@ from tocsin.model import FeedQuery, InvalidInput, StateChange, decode_state_chan
 from tocsin.state import UserState, View, apply, counts, fold, fresh, selected
 from tocsin.timeline import Timeline
 
+from state_model import expect
+
 EPOCH = epoch_of("state")
 NOW = time.time_ns()
 SECOND = 1_000_000_000
@@ -349,15 +351,7 @@ def test_the_document_agrees_with_a_model_and_stays_bounded(
                 request, hit = {"all": True}, set(live)
             doc = change(line, doc, action=action, **request)
             for s in hit:
-                mark = model[s]
-                if action == "read":
-                    mark[0] = mark[1] = True
-                elif action == "unread":
-                    mark[0] = False
-                elif action == "seen":
-                    mark[1] = True
-                else:
-                    mark[2] = action == "archive"
+                expect(model[s], action)
         shown = states(line, doc)
         want = {s: (m[0], m[0] or m[1], m[2]) for s, m in model.items() if s in shown}
         assert shown == want

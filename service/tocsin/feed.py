@@ -11,6 +11,7 @@ sent as an `event: state` frame to every stream of the user on every process
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -235,11 +236,15 @@ class Feeds:
         """The user's muted kinds (the hub reads them when it begins to follow a user)."""
         doc, _ = await self._states.load(user)
         now = time.monotonic()
-        if len(self._just_read) > JUST_READ_MAX:
-            self._just_read = {
-                u: kept for u, kept in self._just_read.items() if now - kept[1] < JUST_READ_SECONDS
-            }
-        self._just_read[user] = (doc, now)
+        just_read = self._just_read
+        just_read.pop(user, None)  # re-inserted last: the oldest stay first
+        just_read[user] = (doc, now)
+        # Each read adds one and drops up to two of the oldest that are stale or beyond
+        # the bound: constant work a read, and never more than JUST_READ_MAX kept.
+        for oldest, (_, at) in list(itertools.islice(just_read.items(), 2)):
+            if now - at < JUST_READ_SECONDS and len(just_read) <= JUST_READ_MAX:
+                break
+            del just_read[oldest]
         return list(doc.muted_kinds)
 
     async def state_frame(self, opened: Opened) -> bytes | None:

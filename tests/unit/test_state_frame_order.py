@@ -1,5 +1,6 @@
 """How a state change's frame is sent (feed.Feeds._tell): the change's own frame, then the
-counts of any newer revision written meanwhile, so the last frame is always the newest."""
+counts of any newer revision written meanwhile, so the last frame is always the newest;
+and the state frame a stream opens with, made from the read its hub just did."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import msgspec
 
 from tocsin import signals
 from tocsin.entry import decode
-from tocsin.feed import Feeds
+from tocsin.feed import JUST_READ_MAX, Feeds
+from tocsin.hub import Opened
 from tocsin.ids import epoch_of
 from tocsin.model import StateChange, StateEvent
 from tocsin.state import UserState, fresh
@@ -111,3 +113,39 @@ async def test_a_stale_read_older_than_the_change_sends_nothing_more() -> None:
     await feeds(States((fresh(EPOCH), 4)), hub)._tell("alice", 5, EVENT, ["x"])
     assert len(hub.sent) == 1
     assert hub.sent[0].muted_kinds == ["x"]
+
+
+class Counting(States):
+    def __init__(self, *answers: tuple[UserState, int]) -> None:
+        super().__init__(*answers)
+        self.loads = 0
+
+    async def load(self, user: str, *, leader: bool = False) -> tuple[UserState, int]:
+        self.loads += 1
+        return await super().load(user, leader=leader)
+
+
+class MuteHub(Hub):
+    def set_muted(self, user: str, kinds: list[str]) -> None:
+        pass
+
+
+async def test_a_streams_first_state_frame_uses_the_read_its_mute_list_made_once() -> None:
+    doc = fresh(EPOCH)
+    states = Counting((doc, 1))
+    opened = Opened(timeline("comment.created"), from_memory=False)
+    feed = feeds(states, cast(Any, MuteHub()))
+    await feed.muted_kinds("alice")
+    assert await feed.state_frame(opened) is not None
+    assert states.loads == 1  # the hub's read served the frame
+    assert await feed.state_frame(opened) is not None
+    assert states.loads == 2  # taken once: a later frame reads afresh
+
+
+async def test_the_documents_kept_for_state_frames_stay_bounded() -> None:
+    feed = feeds(Counting((fresh(EPOCH), 1)), cast(Any, MuteHub()))
+    for i in range(JUST_READ_MAX + 50):
+        await feed.muted_kinds(f"u{i}")
+    kept = feed._just_read
+    assert len(kept) == JUST_READ_MAX
+    assert f"u{JUST_READ_MAX + 49}" in kept and "u0" not in kept

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -95,7 +95,14 @@ class History:
         self._telemetry = telemetry
         self._budget = settings.replay_cache
         self._retention_ns = int(settings.retention * 1e9)
-        self._cached: OrderedDict[str, Timeline] = OrderedDict()
+        # Least recently used first (a dict keeps the order timelines were cached in).
+        self._cached: dict[str, Timeline] = {}
+        # How many messages each cached timeline held when last counted, and all of them:
+        # recounted after every change History makes to a cached timeline (nothing else
+        # changes one: the hub changes only held timelines), so that keeping to the budget
+        # needs no sum over every cached timeline each time one comes or goes.
+        self._counted: dict[str, int] = {}
+        self._cached_total = 0
         self._pinned: dict[str, Timeline] = {}
         # One read of a timeline at a time: two would append the same messages.
         self._reading: dict[Timeline, _Reading] = {}
@@ -112,9 +119,7 @@ class History:
     @property
     def kept(self) -> int:
         """Stored messages this process keeps in memory, in all timelines."""
-        return sum(len(t) for t in self._pinned.values()) + sum(
-            len(t) for t in self._cached.values()
-        )
+        return sum(len(t) for t in self._pinned.values()) + self._cached_total
 
     @property
     def cached_users(self) -> int:
@@ -133,7 +138,7 @@ class History:
         timeline = self._pinned.get(user)
         if timeline is not None:
             return timeline, True
-        cached = self._cached.pop(user, None)
+        cached = self._uncache(user)
         if cached is not None and cached.epoch != self.epoch:
             cached = None
         self._pinned[user] = cached or self.new_timeline(user)
@@ -144,11 +149,11 @@ class History:
         whole and cached. Raise `StoreUnavailable` when the store cannot answer."""
         timeline = self._pinned.get(user)
         if timeline is None:
-            timeline = self._cached.pop(user, None)
+            timeline = self._uncache(user)
             if timeline is None or timeline.epoch != self.epoch:
                 timeline = self.new_timeline(user)
             if self._budget > 0:
-                self._cached[user] = timeline
+                self._cache(timeline)
                 self._shrink()
         await self.catch_up(timeline)
         return timeline
@@ -158,15 +163,32 @@ class History:
         timeline = self._pinned.pop(user, None)
         if timeline is None or self._budget <= 0:
             return
-        self._cached[user] = timeline
-        self._cached.move_to_end(user)
+        self._cache(timeline)
         self._shrink()
 
+    def _cache(self, timeline: Timeline) -> None:
+        """Keep `timeline` among the cached ones, as the most recently used."""
+        self._uncache(timeline.user)
+        self._cached[timeline.user] = timeline
+        self._counted[timeline.user] = len(timeline)
+        self._cached_total += len(timeline)
+
+    def _uncache(self, user: str) -> Timeline | None:
+        timeline = self._cached.pop(user, None)
+        if timeline is not None:
+            self._cached_total -= self._counted.pop(user)
+        return timeline
+
+    def _recount(self, timeline: Timeline) -> None:
+        """`timeline` may have changed: count it again if it is a cached one."""
+        user = timeline.user
+        if self._cached.get(user) is timeline:
+            self._cached_total += len(timeline) - self._counted[user]
+            self._counted[user] = len(timeline)
+
     def _shrink(self) -> None:
-        total = sum(len(t) for t in self._cached.values())
-        while self._cached and total > self._budget:
-            _, oldest = self._cached.popitem(last=False)
-            total -= len(oldest)
+        while self._cached and self._cached_total > self._budget:
+            self._uncache(next(iter(self._cached)))
 
     async def catch_up(self, timeline: Timeline) -> list[Stored]:
         """Read what was stored for the timeline's user after `known_to`, append it, and
@@ -185,6 +207,7 @@ class History:
             async with reading.lock:
                 return await self._read_after(timeline)
         finally:
+            self._recount(timeline)
             # Kept only while someone reads or waits to (a lock per timeline held for as
             # long as the timeline is would cost each held user about 200 bytes).
             reading.readers -= 1
@@ -261,7 +284,7 @@ class History:
         # Users whose newest message is oldest leave the cache first.
         for timeline in sorted(read.values(), key=lambda t: t.known_to):
             timeline.advance(reached)
-            self._cached[timeline.user] = timeline
+            self._cache(timeline)
         self._shrink()
         return count
 
@@ -322,6 +345,7 @@ class History:
         sequence tells whether anything after the cursor aged out)."""
         now_ns = time.time_ns()
         timeline.trim(now_ns)
+        self._recount(timeline)
         entries = timeline.after(after)
         own = timeline.holds(after)
         if not own and timeline.trimmed_to > after:

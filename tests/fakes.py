@@ -71,6 +71,9 @@ class FakeStore:
     async def last_sequences(self, users: list[str]) -> dict[str, int]:
         return {u: self.last_of(u) for u in users if self.last_of(u)}
 
+    async def stored_any(self, user: str) -> bool:
+        return bool(self._of(user))
+
 
 @dataclass
 class FakeBus:

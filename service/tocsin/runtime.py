@@ -102,7 +102,7 @@ class Runtime:
         try:
             store = Store(nc, self.settings)
             await store.ensure()
-            states = await StateStore.open(store.js, self.settings, store.epoch)
+            states = await StateStore.open(store, self.settings)
             history = History(store, self.settings, self.telemetry)
             started = time.monotonic()
             warmed = await history.warm(self.settings.replay_cache)

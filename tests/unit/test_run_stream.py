@@ -128,6 +128,7 @@ async def test_an_unreachable_store_ends_the_stream_with_retry() -> None:
         raise StoreUnavailable("down")
 
     store.read = down  # type: ignore[method-assign,assignment]
+    store.stored_any = down  # type: ignore[method-assign,assignment]
     stats = StreamStats()
     chunks = [chunk async for chunk in stream(hub, Resume(0), stats)]
     assert chunks[-1] == b"retry: %d\n\n" % SETTINGS.retry_ms

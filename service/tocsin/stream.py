@@ -65,16 +65,15 @@ async def run_stream(
     hub.register(conn)
     try:
         await hub.listening(conn, HELLO_WAIT_SECONDS)
-        hello = sse.hello(settings.retry_ms)
+        yield sse.hello(settings.retry_ms)
         try:
             opened = await hub.open(conn)
         except StoreUnavailable:
-            yield hello
             raise _Ended(Closed.STORE_UNAVAILABLE) from None
-        # The hello and the first state frame go out in one write: a write costs Hypercorn
-        # and h11 about as much as the rest of opening a stream does.
-        frame = await state_frame(opened) if state_frame is not None else None
-        yield hello + frame if frame is not None else hello
+        if state_frame is not None:
+            frame = await state_frame(opened)
+            if frame is not None:
+                yield frame
         if isinstance(plan, Reset):
             yield _reset(plan, stats, telemetry)
         elif isinstance(plan, Resume):

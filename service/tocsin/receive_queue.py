@@ -18,11 +18,11 @@ is (`installed()` says which).
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-import hypercorn
 from hypercorn.asyncio import task_group
 from hypercorn.config import Config
 from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent, Scope
@@ -129,8 +129,7 @@ async def _spawn_app(
 def install() -> bool:
     """Have Hypercorn make a `ReceiveQueue` per request; False (nothing changed) for a
     Hypercorn this was not written against."""
-    version = getattr(hypercorn, "__version__", None) or _distribution_version()
-    if not version.startswith(HYPERCORN_VERSIONS):
+    if not importlib.metadata.version("hypercorn").startswith(HYPERCORN_VERSIONS):
         return False
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
     return True
@@ -139,9 +138,3 @@ def install() -> bool:
 def installed() -> bool:
     """Whether Hypercorn's requests receive through `ReceiveQueue`."""
     return task_group.TaskGroup.spawn_app is _spawn_app
-
-
-def _distribution_version() -> str:
-    from importlib.metadata import version
-
-    return version("hypercorn")

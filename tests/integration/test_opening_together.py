@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import nats
 
+from frames import parse_frames
 from tocsin.embedded import EmbeddedNats
 from tocsin.hub import Connection
 from tocsin.model import NotificationBody
@@ -43,7 +44,7 @@ async def test_streams_opening_together_each_get_their_own_users_notifications_a
                 stored[user] += await publisher.publish([user], BODY)
             for user in users[::6]:
                 await feeds.mark_read(user, stored[user][-1])
-            # A few of them have their ids cursor (a resume), the rest start live.
+            # Half resume from the start (cursor 0), half start live.
             plans = {u: Resume(0) if i % 2 else Live() for i, u in enumerate(users)}
             sent: dict[str, list[str]] = {u: [] for u in users}
             states: dict[str, list[dict[str, int]]] = {u: [] for u in users}
@@ -60,14 +61,11 @@ async def test_streams_opening_together_each_get_their_own_users_notifications_a
                     state_frame=feeds.state_frame,
                 )
                 async for chunk in stream:
-                    for block in chunk.decode().split("\n\n"):
-                        lines = dict(
-                            line.split(": ", 1) for line in block.split("\n") if ": " in line
-                        )
-                        if lines.get("event") == "notification":
-                            sent[user].append(lines["id"])
-                        elif lines.get("event") == "state":
-                            states[user].append(json.loads(lines["data"]))
+                    for frame in parse_frames(chunk):
+                        if frame.event == "notification":
+                            sent[user].append(frame.id or "")
+                        elif frame.event == "state":
+                            states[user].append(json.loads(frame.data))
 
             async def publish_during() -> None:
                 for user in users[1::3]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-import nats.errors
 from nats.aio.msg import Msg
 
 from . import signals
@@ -654,11 +653,7 @@ class Hub:
         token = f"{self._next_call}"
         self._calls[token] = _Call(conn.user, time.monotonic())
         call = signals.RollCall(self.process, conn.id, conn.opened_ns)
-        try:
-            await self._broker.ask(conn.user, signals.encode(call), token)
-        except nats.errors.Error as err:
-            # The cap across processes waits for the next stream to open; nothing else does.
-            log.warning("roll call not sent", extra={"fields": {"error": str(err)}})
+        await self._broker.ask(conn.user, signals.encode(call), token)
 
     def on_answer(self, token: str, msg: Msg) -> None:
         """An answer to this process's roll call `token` (from the broker, in nats-py's

@@ -126,10 +126,15 @@ async def _spawn_app(
     return queue.put
 
 
+def built_on_this_hypercorn() -> bool:
+    """Whether the installed Hypercorn is one whose internals tocsin replaces parts of."""
+    return importlib.metadata.version("hypercorn").startswith(HYPERCORN_VERSIONS)
+
+
 def install() -> bool:
     """Have Hypercorn make a `ReceiveQueue` per request; False (nothing changed) for a
     Hypercorn this was not written against."""
-    if not importlib.metadata.version("hypercorn").startswith(HYPERCORN_VERSIONS):
+    if not built_on_this_hypercorn():
         return False
     task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
     return True

@@ -18,7 +18,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from . import metrics_group, receive_queue, telemetry
+from . import metrics_group, receive_queue, response_head, telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .banner import banner
@@ -168,6 +168,8 @@ async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None =
     gc.set_threshold(50_000, 20, 10)
     if not receive_queue.install():
         log.info("Hypercorn's own receive queue is kept (a version tocsin was not built on)")
+    if not response_head.install():
+        log.info("Hypercorn writes response heads on their own (a version tocsin was not built on)")
     runtime = Runtime(settings, telemetry.OtelTelemetry())
     app = create_app(settings, runtime, verifier)
     config = Config()

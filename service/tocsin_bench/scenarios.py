@@ -506,9 +506,11 @@ async def capacity(knobs: Knobs) -> list[Row]:
             empty = {pid: usage([pid]).rss_bytes for pid in target.worker_pids}
             progress(name, f"opening {total} idle streams on {workers} worker(s), {procs} clients")
             users = [f"c{i}" for i in range(total)]
+            opening = target.usage()
             _answers, connect_seconds = await open_streams(
                 fleet, target, [(u, None) for u in users]
             )
+            opened = target.usage()
             await asyncio.sleep(2.0)
             full = {pid: usage([pid]).rss_bytes for pid in target.worker_pids}
             progress(name, f"idle for {idle:.0f} s with --heartbeat {heartbeat}")
@@ -538,6 +540,11 @@ async def capacity(knobs: Knobs) -> list[Row]:
             correctness=True,
         ),
         Row(name, "time to open all", f"{connect_seconds:.1f} s"),
+        Row(
+            name,
+            "server CPU per stream while opening",
+            f"{(opened.cpu_seconds - opening.cpu_seconds) / total * 1e6:.0f} us",
+        ),
         Row(name, "RSS per stream", kib(per_conn), "<= 20 KiB", per_conn <= 20 * 1024),
         Row(
             name,

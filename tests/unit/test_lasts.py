@@ -1,5 +1,5 @@
-"""`store.Lasts`: the newest message of many subjects, asked for in one request per turn
-of the event loop (an in-memory stand-in answers as nats-server's multi_last does)."""
+"""`store.Lasts`: the newest message of many subjects, asked for together, one request out
+at a time (an in-memory stand-in answers as nats-server's multi_last does)."""
 
 from __future__ import annotations
 
@@ -101,3 +101,62 @@ async def test_a_caller_that_gives_up_leaves_the_others_answered() -> None:
     found = await waits
     assert found is not None and found.data == b"2"
     assert gives_up.cancelled()
+
+
+class HeldStream(Stream):
+    """A stream whose answers wait until the test lets each request through."""
+
+    def __init__(self, newest: dict[str, int]) -> None:
+        super().__init__(newest)
+        self.gates: list[asyncio.Event] = []
+
+    async def ask(self, subjects: list[str]) -> list[Msg]:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return await super().ask(subjects)
+
+
+async def test_calls_made_while_a_request_is_out_wait_and_share_the_next_one() -> None:
+    stream = HeldStream({"a": 1, "b": 2, "d": 4})
+    lasts = Lasts(stream.ask)
+    first = asyncio.ensure_future(lasts("a"))
+    while not stream.gates:
+        await asyncio.sleep(0)
+    # Asked in turns of their own, while the first request is out.
+    later = []
+    for subject in ("b", "c", "d", "b"):
+        later.append(asyncio.ensure_future(lasts(subject)))
+        await asyncio.sleep(0)
+    assert len(stream.gates) == 1
+    stream.gates[0].set()
+    found = await first
+    assert found is not None and found.data == b"1"
+    while len(stream.gates) < 2:
+        await asyncio.sleep(0)
+    stream.gates[1].set()
+    b, c, d, b_again = await asyncio.gather(*later)
+    assert stream.asked == [["a"], ["b", "c", "d"]]
+    assert b is not None and b.data == b"2" and b_again is b
+    assert c is None
+    assert d is not None and d.data == b"4"
+
+
+async def test_calls_waiting_behind_a_failed_request_are_still_asked() -> None:
+    stream = HeldStream({"b": 2})
+    stream.failure = StoreUnavailable("direct get timed out")
+    lasts = Lasts(stream.ask)
+    first = asyncio.ensure_future(lasts("a"))
+    while not stream.gates:
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(lasts("b"))
+    await asyncio.sleep(0)
+    stream.gates[0].set()
+    with pytest.raises(StoreUnavailable):
+        await first
+    stream.failure = None
+    while len(stream.gates) < 2:
+        await asyncio.sleep(0)
+    stream.gates[1].set()
+    found = await second
+    assert found is not None and found.data == b"2"

@@ -131,7 +131,7 @@ class Broker:
         # started (see `subscribe`), and the one under way.
         self._next_flush: asyncio.Future[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
-        # Questions waiting to go out together: (subject, data, reply subject).
+        # Questions waiting to go out together: (user, data, reply subject).
         self._asks: list[tuple[str, bytes, str]] = []
         self._ask_timer: asyncio.TimerHandle | None = None
         self._asking: set[asyncio.Task[None]] = set()
@@ -223,7 +223,7 @@ class Broker:
         if self._ask_timer is None:
             loop = asyncio.get_running_loop()
             self._ask_timer = loop.call_later(ASK_GATHER_SECONDS, self._send_asks)
-        self._asks.append((live_subject(user, SIGNAL), data, f"{self._inbox}.{token}"))
+        self._asks.append((user, data, f"{self._inbox}.{token}"))
 
     def _send_asks(self) -> None:
         asks, self._asks, self._ask_timer = self._asks, [], None
@@ -234,8 +234,8 @@ class Broker:
     async def _publish(self, asks: list[tuple[str, bytes, str]]) -> None:
         # nats-py writes what is published without yielding in between in one write.
         try:
-            for subject, data, reply in asks:
-                await self._nc.publish(subject, data, reply=reply)
+            for user, data, reply in asks:
+                await self.signal(user, data, reply=reply)
         except nats.errors.Error as err:
             # The cap across processes waits for the next stream to open; nothing else does.
             log.warning(

@@ -104,7 +104,7 @@ class FakeBroker:
         self.unsubscribed.append(user)
 
     async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
-        msg = Msg(None, subject=f"{LIVE_PREFIX}{user}.signal", reply=reply, data=data)  # type: ignore[arg-type]
+        msg = Msg(None, subject=f"{LIVE_PREFIX}{user}", reply=reply, data=data)  # type: ignore[arg-type]
         for broker in self.bus.brokers:
             if user in broker.users:
                 broker.hub.on_signal(user, msg)
@@ -128,7 +128,7 @@ class FakeBroker:
         headers = dict(message.headers)
         msg = Msg(
             None,  # type: ignore[arg-type]
-            subject=f"{LIVE_PREFIX}{user}.stored",
+            subject=f"{LIVE_PREFIX}{user}",
             data=message.data,
             headers=headers,
         )

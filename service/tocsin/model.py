@@ -16,8 +16,8 @@ from .wording import Words, explain
 # `(?!\n)` makes msgspec refuse "abc\n" too, and changes nothing for ECMA.
 # A user's notifications live on `tocsin.user.<user_id>` (contract §3).
 SUBJECT_PREFIX = "tocsin.user."
-# The stream republishes each stored message to `tocsin.live.<user_id>.stored`, and tocsin
-# processes signal each other about a user on `tocsin.live.<user_id>.signal` (broker.py).
+# The stream republishes each stored message to `tocsin.live.<user_id>`, where tocsin
+# processes also signal each other about the user (broker.py).
 LIVE_PREFIX = "tocsin.live."
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$(?!\n)"
 KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$(?!\n)"

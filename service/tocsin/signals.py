@@ -1,4 +1,5 @@
-"""What tocsin processes tell each other about one user, on `tocsin.live.<user_id>.signal`.
+"""What tocsin processes tell each other about one user, on `tocsin.live.<user_id>`
+(beside the user's live messages, told apart by their lack of a `Nats-Sequence`).
 
 Every process holding a stream of the user receives each signal (the sender too, if it
 holds one). Signals are core NATS messages, at most once: they carry what open streams

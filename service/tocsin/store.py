@@ -85,8 +85,8 @@ def stream_config(settings: Settings) -> StreamConfig:
         allow_direct=True,
         # Live delivery by interest (broker.py): each stored message also goes, as a core
         # message with its sequence and the previous one of its subject, to
-        # `tocsin.live.<user_id>.stored`, which only processes holding that user receive.
-        republish=RePublish(src=SUBJECT_PREFIX + "*", dest=LIVE_PREFIX + "{{wildcard(1)}}.stored"),
+        # `tocsin.live.<user_id>`, which only processes holding that user receive.
+        republish=RePublish(src=SUBJECT_PREFIX + "*", dest=LIVE_PREFIX + "{{wildcard(1)}}"),
         # Per-message TTLs (`Nats-TTL`) for notifications with an `expires_at`.
         allow_msg_ttl=True,
     )

@@ -239,7 +239,7 @@ async def test_every_subscription_is_in_place_when_subscribe_returns(
 ) -> None:
     """Streams opening together share one round trip to the server: each still says
     hello only once the server routes its user's messages to the process."""
-    from tocsin.broker import SIGNAL, Broker, live_subject
+    from tocsin.broker import Broker, live_subject
     from tocsin.store import connect
 
     received: set[str] = set()
@@ -258,7 +258,7 @@ async def test_every_subscription_is_in_place_when_subscribe_returns(
         async def subscribe_then_send(user: str) -> None:
             await broker.subscribe(user)
             # From another connection: it reaches the server on its own path.
-            await sender.publish(live_subject(user, SIGNAL), b"x")
+            await sender.publish(live_subject(user), b"x")
             await sender.flush()
 
         await asyncio.gather(*(subscribe_then_send(u) for u in users))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from nats.js.api import RePublish, StreamConfig
 
 from tocsin.embedded import EmbeddedNats
 
@@ -94,3 +95,34 @@ async def test_restart_with_new_settings_updates_stream_and_bucket(
         assert bucket.config.num_replicas == 1
     finally:
         await nc.close()
+
+
+async def test_stream_made_by_an_earlier_tocsin_republishes_where_processes_listen(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    """Earlier tocsin republished to `tocsin.live.<u>.stored`; a process starting on such
+    a stream moves it to `tocsin.live.<u>`, where it listens, and delivers live."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name="TOCSIN",
+                subjects=["tocsin.user.*"],
+                allow_direct=True,
+                republish=RePublish(src="tocsin.user.*", dest="tocsin.live.{{wildcard(1)}}.stored"),
+            )
+        )
+        proc = tocsin_factory(nats_server.url)
+        republish = (await js.stream_info("TOCSIN")).config.republish
+        assert republish is not None and republish.dest == "tocsin.live.{{wildcard(1)}}"
+    finally:
+        await nc.close()
+    sub = Subscriber(proc.url, user_token("alice")).start()
+    try:
+        await sub.connected()
+        async with httpx.AsyncClient(base_url=proc.url) as http:
+            ids = await publish_http(http, ["alice"], "one")
+        await wait_for(lambda: sub.ids == ids, what="the notification, live")
+    finally:
+        await sub.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from tocsin.broker import ASK_GATHER_SECONDS, Broker
 
 
@@ -112,7 +114,7 @@ async def test_questions_asked_in_different_turns_go_out_together() -> None:
     assert client.published == [], "sent before the others could join it"
     await until(lambda: len(client.published) == 3)
     assert [(s, d, r) for s, d, r, _ in client.published] == [
-        (f"tocsin.live.u{n}.signal", b"call %d" % n, f"_INBOX.test.{n}") for n in range(3)
+        (f"tocsin.live.u{n}", b"call %d" % n, f"_INBOX.test.{n}") for n in range(3)
     ]
     # Published one after the other by one task: nats-py writes them in one go.
     assert len({task for *_, task in client.published}) == 1
@@ -126,3 +128,39 @@ async def test_questions_not_yet_sent_are_dropped_on_close() -> None:
     await broker.close()
     await asyncio.sleep(ASK_GATHER_SECONDS * 3)
     assert client.published == []
+
+
+async def test_one_literal_subject_per_user_carries_its_live_messages_and_signals() -> None:
+    """A user's interest is `tocsin.live.<u>` (no wildcard: nats-server checks a wildcard
+    against its whole match cache); the stream's republish is told from a signal by its
+    `Nats-Sequence`."""
+    stored: list[tuple[str, int, int, int, bytes]] = []
+    signalled: list[tuple[str, bytes]] = []
+    client = Client()
+    broker = Broker(
+        client,  # type: ignore[arg-type]
+        on_stored=lambda user, seq, last, ns, msg: stored.append((user, seq, last, ns, msg.data)),
+        on_signal=lambda user, msg: signalled.append((user, msg.data)),
+        on_answer=lambda *_: None,
+    )
+    subscribing = asyncio.ensure_future(broker.subscribe("al-ice_1"))
+    await until(lambda: client.pings)
+    client.pings[0][1].set()
+    await subscribing
+    assert client.commands == [b"SUB tocsin.live.al-ice_1  1\r\n"]
+    interest = client._subs[1]
+    headers = {
+        "Nats-Stream": "TOCSIN",
+        "Nats-Subject": "tocsin.user.al-ice_1",
+        "Nats-Sequence": "7",
+        "Nats-Last-Sequence": "3",
+        "Nats-Time-Stamp": "2026-12-02T10:00:00.000000001Z",
+    }
+    interest._pending_queue.put_nowait(
+        Msg(None, subject="tocsin.live.al-ice_1", data=b"note", headers=headers)  # type: ignore[arg-type]
+    )
+    interest._pending_queue.put_nowait(
+        Msg(None, subject="tocsin.live.al-ice_1", data=b"signal")  # type: ignore[arg-type]
+    )
+    assert stored == [("al-ice_1", 7, 3, 1_796_205_600_000_000_001, b"note")]
+    assert signalled == [("al-ice_1", b"signal")]

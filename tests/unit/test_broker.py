@@ -35,7 +35,7 @@ class Client:
     async def _send_command(self, cmd: bytes, priority: bool = False) -> None:
         self.commands.append(cmd)
 
-    async def _flush_pending(self) -> None:
+    async def _flush_pending(self, force_flush: bool = False) -> None:
         pass
 
     async def flush(self, timeout: float = 5) -> None:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
+from tocsin.broker import live_subject
 from tocsin.hub import Hub
 from tocsin.ids import epoch_of
-from tocsin.model import LIVE_PREFIX, SUBJECT_PREFIX
+from tocsin.model import SUBJECT_PREFIX
 from tocsin.store import Batch, StoredMessage
 
 EPOCH = epoch_of("fake")
@@ -104,7 +105,7 @@ class FakeBroker:
         self.unsubscribed.append(user)
 
     async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
-        msg = Msg(None, subject=f"{LIVE_PREFIX}{user}", reply=reply, data=data)  # type: ignore[arg-type]
+        msg = Msg(None, subject=live_subject(user), reply=reply, data=data)  # type: ignore[arg-type]
         for broker in self.bus.brokers:
             if user in broker.users:
                 broker.hub.on_signal(user, msg)
@@ -128,7 +129,7 @@ class FakeBroker:
         headers = dict(message.headers)
         msg = Msg(
             None,  # type: ignore[arg-type]
-            subject=f"{LIVE_PREFIX}{user}",
+            subject=live_subject(user),
             data=message.data,
             headers=headers,
         )

@@ -203,8 +203,8 @@ class Broker:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 # nats-py 2.16 writes a PING straight to the socket, ahead of the commands
                 # still waiting for its flusher: the SUBs go out first, or the PONG could
-                # come back before the server has them (seen under load, 1 in 6 runs of
-                # test_every_subscription_is_in_place_when_subscribe_returns).
+                # come back before the server has them (under load, 2 to 4 in 12 runs of
+                # test_every_subscription_is_in_place_when_subscribe_returns failed).
                 await nc._flush_pending(force_flush=True)
                 await nc.flush(timeout=5)
         finally:

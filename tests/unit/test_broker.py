@@ -21,8 +21,11 @@ class Client:
         self._subs: dict[int, Any] = {}
         self.is_connected = True
         self.is_closed = False
+        # Commands waiting for nats-py's flusher, and those written to the socket.
+        self.pending: list[bytes] = []
         self.commands: list[bytes] = []
-        # Per PING: how many SUBs had been sent when it went out, and its PONG.
+        # Per PING: how many SUBs had been written when it went out (nats-py 2.16 writes
+        # a PING straight to the socket, ahead of what waits for the flusher), its PONG.
         self.pings: list[tuple[int, asyncio.Event]] = []
         self.published: list[tuple[str, bytes, str, asyncio.Task[Any] | None]] = []
 
@@ -33,10 +36,11 @@ class Client:
         return None
 
     async def _send_command(self, cmd: bytes, priority: bool = False) -> None:
-        self.commands.append(cmd)
+        self.pending.append(cmd)
 
     async def _flush_pending(self, force_flush: bool = False) -> None:
-        pass
+        self.commands += self.pending
+        self.pending = []
 
     async def flush(self, timeout: float = 5) -> None:
         pong = asyncio.Event()

@@ -49,7 +49,9 @@ async def _send_h11_event(self: hypercorn_h11.H11Protocol, event: h11.Event) -> 
 
 def _body_follows(protocol: hypercorn_h11.H11Protocol, response: h11.Response) -> bool:
     scope = getattr(protocol.stream, "scope", None)
-    return scope is not None and not suppress_body(scope["method"], response.status_code)
+    # A WebSocket handshake refused by the app has no method: its answer has no body.
+    method = scope.get("method", "HEAD") if scope is not None else "HEAD"
+    return not suppress_body(method, response.status_code)
 
 
 def install() -> bool:

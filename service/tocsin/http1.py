@@ -1,0 +1,524 @@
+"""HTTP/1.1 for Hypercorn's connections, lean on the requests tocsin gets.
+
+Hypercorn reads and writes HTTP/1.1 through h11, a state machine in Python that checks
+every event it parses or frames. Per one-recipient `POST /notifications` that was about a
+third of tocsin's CPU (py-spy, docs/benchmarks.md): more than tocsin's own work on the
+request. `Http1` takes the place of Hypercorn's `H11Protocol` for every connection and
+reads the common request itself: a request line `METHOD /target HTTP/1.1`, header lines
+that h11's own grammar (`h11._abnf`) accepts, a `Host`, and a body of `Content-Length`
+bytes or none. It writes each answer as h11 would: the same status line, headers, framing
+and `Connection: close`, byte for byte (tests/unit/test_http1.py compares the two on the
+same exchanges), the head in one write with the body's first bytes (as `response_head`
+does for h11).
+
+Whatever else comes (HTTP/1.0, `Transfer-Encoding`, `Expect`, `Upgrade` and h2c, a
+malformed or oversized head, bare LF line ends, a method outside the usual ones) is not
+second-guessed: at the request's start, the connection is handed to Hypercorn's own
+`H11Protocol`, with every byte received so far, and stays with it; h11 answers it or
+rejects it as before. The ASGI side (`HTTPStream`: the scope, the app's task, access
+logs, 500 on a failed app) is Hypercorn's own.
+
+One difference is meant: what a client sends after a request saying `Connection: close`
+is ignored (RFC 9112, 9.6: it must not send any), where h11 answers that request 400
+when such bytes came with it.
+
+`install()` has Hypercorn 0.18 (the version pinned in uv.lock) make an `Http1` where it
+made an `H11Protocol`; any other version is left as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from collections.abc import Awaitable, Callable
+from itertools import chain
+from typing import ClassVar
+
+import h11
+from h11 import _abnf
+from hypercorn import protocol as hypercorn_protocol
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import (
+    Body,
+    Data,
+    EndBody,
+    EndData,
+    InformationalResponse,
+    Request,
+    Response,
+    StreamClosed,
+)
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.http_stream import HTTPStream
+from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
+
+from .receive_queue import built_on_this_hypercorn
+
+STREAM_ID = 1
+# Methods read here; any other (WebSocket-free CONNECT, PRI of HTTP/2, extensions) goes to h11.
+METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"))
+# Request headers whose meaning h11 and Hypercorn handle (chunked bodies, 100-continue,
+# protocol switches): a request carrying one is h11's.
+H11_ONLY = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings"))
+# h11 refuses a Content-Length of more digits (CONTENT_LENGTH_MAX_DIGITS).
+MAX_LENGTH_DIGITS = 20
+
+_request_line = re.compile(_abnf.request_line.encode("ascii"))
+_header_field = re.compile(_abnf.header_field.encode("ascii"))
+_field_name = re.compile(_abnf.field_name.encode("ascii"))
+_field_value = re.compile(_abnf.field_value.encode("ascii"))
+_digits = re.compile(rb"[0-9]+")
+
+
+class _Head:
+    """A request head read here: what Hypercorn's `Request` needs, and its framing."""
+
+    __slots__ = ("headers", "keep_alive", "length", "method", "target")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        length: int,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.length = length
+        self.keep_alive = keep_alive
+
+
+def read_head(head: bytes, raw_names: bool) -> _Head | None:
+    """The request of `head` (its bytes before the blank line), or None: not one read
+    here (h11 is to read it, and answer it if it is wrong)."""
+    lines = head.split(b"\r\n")
+    line = _request_line.fullmatch(lines[0])
+    if line is None or line["http_version"] != b"1.1":
+        return None
+    method, target = line["method"], line["target"]
+    if method not in METHODS or target[:1] != b"/":
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    length, hosts, keep_alive = -1, 0, True
+    for raw in lines[1:]:
+        field = _header_field.fullmatch(raw)
+        if field is None:
+            return None  # an obs-fold, a bare CR or LF, a bad name or value
+        raw_name, value = field["field_name"], field["field_value"]
+        name = raw_name.lower()
+        if name in H11_ONLY:
+            return None
+        if name == b"content-length":
+            if length >= 0 or len(value) > MAX_LENGTH_DIGITS or not _digits.fullmatch(value):
+                return None
+            length = int(value)
+        elif name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            tokens = _tokens(value)
+            if b"upgrade" in tokens:
+                return None
+            if b"close" in tokens:
+                keep_alive = False
+        headers.append((raw_name if raw_names else name, value))
+    if hosts != 1:
+        return None
+    return _Head(method, target, headers, max(length, 0), keep_alive)
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    # h11's get_comma_header: lower-cased, split on commas, stripped, empty ones dropped.
+    return [token for part in value.lower().split(b",") if (token := part.strip())]
+
+
+def response_head(
+    status: int, headers: list[tuple[bytes, bytes]], method: bytes, keep_alive: bool
+) -> tuple[bytes, int, bool]:
+    """An answer's status line and headers as h11 frames them for an HTTP/1.1 client,
+    with its body's framing (-1: chunked; else the bytes it must have) and whether the
+    connection stays open after it.
+
+    Raise h11.LocalProtocolError where h11 would refuse to send these headers."""
+    names: list[bytes] = []
+    length: bytes | None = None
+    chunked = False
+    for raw_name, value in headers:
+        if not _field_name.fullmatch(raw_name):
+            raise h11.LocalProtocolError(f"Illegal header name {raw_name!r}")
+        if not _field_value.fullmatch(value):
+            raise h11.LocalProtocolError(f"Illegal header value {value!r}")
+        name = raw_name.lower()
+        names.append(name)
+        if name == b"content-length":
+            lengths = {part.strip() for part in value.split(b",")}
+            if len(lengths) != 1:
+                raise h11.LocalProtocolError("conflicting Content-Length headers")
+            single = lengths.pop()
+            if not _digits.fullmatch(single) or len(single) > MAX_LENGTH_DIGITS:
+                raise h11.LocalProtocolError("bad Content-Length")
+            if length is not None and length != single:
+                raise h11.LocalProtocolError("conflicting Content-Length headers")
+            length = single
+        elif name == b"transfer-encoding":
+            if chunked:
+                raise h11.LocalProtocolError("multiple Transfer-Encoding headers")
+            if value.lower() != b"chunked":
+                raise h11.LocalProtocolError("Only Transfer-Encoding: chunked is supported")
+            chunked = True
+    # h11 keeps one Content-Length of equal duplicates, stripped, and lower-cases the
+    # Transfer-Encoding value.
+    items: list[tuple[bytes, bytes, bytes]] = []
+    seen_length = False
+    for (raw_name, value), name in zip(headers, names, strict=True):
+        if name == b"content-length":
+            if seen_length:
+                continue
+            seen_length, value = True, length or b""
+        elif name == b"transfer-encoding":
+            value = value.lower()
+        items.append((raw_name, name, value))
+    # h11's _body_framing, with a HEAD answered as a GET would be.
+    body = 0
+    if status in (204, 304) or (method == b"CONNECT" and 200 <= status < 300):
+        pass
+    elif chunked or length is None:
+        items = [item for item in items if item[1] not in (b"content-length", b"transfer-encoding")]
+        items.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
+        body = -1
+    else:
+        body = int(length)
+    if method == b"HEAD" or status in (204, 304):
+        body = 0
+    if not keep_alive:
+        connection = {t for _, n, v in items if n == b"connection" for t in _tokens(v)}
+        connection.discard(b"keep-alive")
+        connection.add(b"close")
+        items = [item for item in items if item[1] != b"connection"]
+        items += [(b"Connection", b"connection", token) for token in sorted(connection)]
+    else:
+        keep_alive = not any(n == b"connection" and b"close" in _tokens(v) for _, n, v in items)
+    lines = [b"HTTP/1.1 %d \r\n" % status]
+    # h11 writes Host first: no answer of Hypercorn's has one, but a header is a header.
+    lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name == b"host"]
+    lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name != b"host"]
+    lines.append(b"\r\n")
+    return b"".join(lines), body, keep_alive
+
+
+def informational_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A 1xx answer's head as h11 writes it (no framing of its own)."""
+    for raw_name, value in headers:
+        if not _field_name.fullmatch(raw_name):
+            raise h11.LocalProtocolError(f"Illegal header name {raw_name!r}")
+        if not _field_value.fullmatch(value):
+            raise h11.LocalProtocolError(f"Illegal header value {value!r}")
+    lines = [b"HTTP/1.1 %d \r\n" % status]
+    lines += [b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() == b"host"]
+    lines += [b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() != b"host"]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+class Http1:
+    """One HTTP/1.1 connection, as Hypercorn's `H11Protocol` serves it (same arguments,
+    same events), reading the common request without h11."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        connection_state: ConnectionState,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.context = context
+        self.task_group = task_group
+        self.connection_state = connection_state
+        self.ssl = ssl
+        self.client = client
+        self.server = server
+        self.send = send
+        self.keep_alive_requests = 0
+        self.can_read = context.event_class()
+        self.stream: HTTPStream | None = None
+        self._h11: H11Protocol | None = None
+        self._buffer = bytearray()
+        self._method = b""
+        self._keep_alive = True
+        # The request's body bytes still to come; the answer's (when not chunked; None:
+        # its head has not been sent).
+        self._receiving = 0
+        self._sending: int | None = None
+        self._chunked = False
+        self._head = b""
+        self._answered = False
+        self._closed = False
+        self._last = False
+        # Hypercorn restarts a task (that makes another, for its timeout) at the end of
+        # every request to close the connection if it stays idle, and cancels it at the
+        # next: a quarter of an empty answer's CPU under keep-alive (wrk, 2026-12-02).
+        # After the first request the wait is a timer here, and worker shutdown closes
+        # idle connections through `_Idle` as Hypercorn's task would.
+        self._first = True
+        self._idle: asyncio.TimerHandle | None = None
+
+    async def initiate(self) -> None:
+        pass
+
+    async def handle(self, event: Event) -> None:
+        if self._h11 is not None:
+            await self._h11.handle(event)
+        elif isinstance(event, RawData):
+            self._buffer += event.data
+            await self._read()
+        elif isinstance(event, Closed):
+            self._closed = True
+            self._busy()
+            await self.can_read.set()
+            await self._close_stream()
+
+    async def _read(self) -> None:
+        while self._h11 is None and not self._closed:
+            buffer = self._buffer
+            if self.stream is not None:
+                if self._receiving:
+                    if not buffer:
+                        return
+                    data = bytes(buffer[: self._receiving])
+                    del buffer[: len(data)]
+                    self._receiving -= len(data)
+                    await self.stream.handle(Body(stream_id=STREAM_ID, data=data))
+                    if not self._receiving and self.stream is not None:
+                        await self.stream.handle(EndBody(stream_id=STREAM_ID))
+                    continue
+                if not buffer:
+                    return
+                if self._last:
+                    # The client said `Connection: close`: nothing after it is read.
+                    buffer.clear()
+                    return
+                # The next request came before this one was answered: read it once the
+                # answer is out (h11 pauses so too), and read no more meanwhile.
+                await self.can_read.clear()
+                await self.can_read.wait()
+                continue
+            if not buffer:
+                return
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if (
+                    buffer[0] < 0x21
+                    or len(buffer) > self.config.h11_max_incomplete_size
+                    or b"\n\n" in buffer
+                    or b"\n\r\n" in buffer
+                ):
+                    await self._to_h11()
+                return
+            head = None
+            if end <= self.config.h11_max_incomplete_size:
+                head = read_head(bytes(buffer[:end]), self.config.h11_pass_raw_headers)
+            if head is None:
+                await self._to_h11()
+                return
+            del buffer[: end + 4]
+            await self._begin(head)
+
+    async def _begin(self, head: _Head) -> None:
+        if self._first:
+            self._first = False
+            await self.send(Updated(idle=False))  # stops Hypercorn's wait for the first
+        else:
+            self._busy()
+        self._method, self._keep_alive, self._last = (
+            head.method,
+            head.keep_alive,
+            not head.keep_alive,
+        )
+        self._receiving, self._sending, self._chunked = head.length, None, False
+        self._head, self._answered = b"", False
+        self.stream = HTTPStream(
+            self.app,
+            self.config,
+            self.context,
+            self.task_group,
+            self.ssl,
+            self.client,
+            self.server,
+            self.stream_send,
+            STREAM_ID,
+        )
+        await self.stream.handle(
+            Request(
+                stream_id=STREAM_ID,
+                headers=head.headers,
+                http_version="1.1",
+                method=head.method.decode("ascii"),
+                raw_path=head.target,
+                state=self.connection_state,
+            )
+        )
+        self.keep_alive_requests += 1
+        await self.context.mark_request()
+        if not self._receiving and self.stream is not None:
+            await self.stream.handle(EndBody(stream_id=STREAM_ID))
+
+    async def _to_h11(self) -> None:
+        """Hand the connection, and what it sent so far, to Hypercorn's own protocol."""
+        self._h11 = H11Protocol(
+            self.app,
+            self.config,
+            self.context,
+            self.task_group,
+            self.connection_state,
+            self.ssl,
+            self.client,
+            self.server,
+            self.send,
+        )
+        self._h11.keep_alive_requests = self.keep_alive_requests
+        data, self._buffer = bytes(self._buffer), bytearray()
+        if not self._first:
+            self._busy()
+            await self.send(Updated(idle=True))  # Hypercorn's idle wait, h11's from here
+        await self._h11.handle(RawData(data=data))
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, Response):
+            headers = list(chain(event.headers, self.config.response_headers("h11")))
+            if event.status_code < 200:
+                await self.send(RawData(data=informational_head(event.status_code, headers)))
+                return
+            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                headers.append((b"connection", b"close"))
+            head, body, self._keep_alive = response_head(
+                event.status_code, headers, self._method, self._keep_alive
+            )
+            self._chunked, self._sending = body == -1, max(body, 0)
+            if self._method == b"HEAD" or event.status_code in (204, 304):
+                await self.send(RawData(data=head))  # no body event may come for a while
+            else:
+                self._head = head
+        elif isinstance(event, Body):
+            await self._write(self._framed(event.data))
+        elif isinstance(event, EndBody):
+            if self._sending:
+                raise h11.LocalProtocolError("Too little data for declared Content-Length")
+            self._answered = True
+            await self._write(b"0\r\n\r\n" if self._chunked else b"")
+        elif isinstance(event, Data):
+            await self.send(RawData(data=event.data))
+        elif isinstance(event, InformationalResponse | EndData):
+            pass
+        elif isinstance(event, StreamClosed):
+            await self._recycle()
+
+    def _framed(self, data: bytes) -> bytes:
+        if self._sending is None:
+            raise h11.LocalProtocolError("a body before the response's head")
+        if self._chunked:
+            return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+        self._sending -= len(data)
+        if self._sending < 0:
+            raise h11.LocalProtocolError("Too much data for declared Content-Length")
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        if self._head:
+            data, self._head = self._head + data, b""
+        if data:
+            await self.send(RawData(data=data))
+
+    async def _recycle(self) -> None:
+        # Hypercorn's `H11Protocol._maybe_recycle`: the next request on a connection
+        # kept alive, once this one was read whole and answered whole.
+        await self._close_stream()
+        if (
+            not self.context.terminated.is_set()
+            and self._keep_alive
+            and self._answered
+            and not self._receiving
+        ):
+            self._sending = None
+            await self.can_read.set()
+            self._await_next()
+        else:
+            self._closed = True
+            await self.can_read.set()
+            await self.send(Closed())
+
+    async def _close_stream(self) -> None:
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            await stream.handle(StreamClosed(stream_id=STREAM_ID))
+
+    def _await_next(self) -> None:
+        """Wait (at most Hypercorn's `keep_alive_timeout`) for the next request."""
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.config.keep_alive_timeout, self.expire)
+        _Idle.of(self.context).conns.add(self)
+
+    def _busy(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+            _Idle.of(self.context).conns.discard(self)
+
+    def expire(self) -> None:
+        """The connection waited too long for its next request, or the worker is
+        shutting down: close it if it is still idle."""
+        if self._idle is not None:
+            self._busy()
+            self.task_group.spawn(self._close_idle)
+
+    async def _close_idle(self) -> None:
+        if self.stream is None and not self._closed and self._h11 is None:
+            self._closed = True
+            await self.send(Closed())
+
+
+class _Idle:
+    """A worker's connections waiting for their next request: closed when it shuts down."""
+
+    _of: ClassVar[weakref.WeakKeyDictionary[WorkerContext, _Idle]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, context: WorkerContext) -> None:
+        self.conns: set[Http1] = set()
+        self._watch = asyncio.get_running_loop().create_task(self._close_at_shutdown(context))
+
+    @classmethod
+    def of(cls, context: WorkerContext) -> _Idle:
+        idle = cls._of.get(context)
+        if idle is None:
+            idle = cls._of[context] = cls(context)
+        return idle
+
+    async def _close_at_shutdown(self, context: WorkerContext) -> None:
+        await context.terminated.wait()
+        for conn in list(self.conns):
+            conn.expire()
+
+
+def install() -> bool:
+    """Have Hypercorn serve HTTP/1.1 connections through `Http1`; False (nothing changed)
+    for a Hypercorn this was not written against."""
+    if not built_on_this_hypercorn():
+        return False
+    # `ProtocolWrapper` looks the class up in its module's namespace for each connection.
+    vars(hypercorn_protocol)["H11Protocol"] = Http1
+    return True
+
+
+def installed() -> bool:
+    """Whether Hypercorn's HTTP/1.1 connections are served by `Http1`."""
+    return vars(hypercorn_protocol).get("H11Protocol") is Http1

@@ -405,9 +405,11 @@ class Hub:
 
     async def backlog(self, opened: Opened, after: int) -> Backlog | Reset:
         """What a stream resuming after `after` is sent before it goes live. With
-        `--replay-cache 0` it is read afresh from the store, never from memory."""
+        `--replay-cache 0` it is read afresh from the store, never from memory (a
+        timeline read from the store as this stream opened already is that read: read
+        again, every resume of a user new to the process cost two)."""
         timeline = opened.timeline
-        if not self.from_memory(opened):
+        if opened.from_memory and self._settings.replay_cache <= 0:
             timeline = self.history.new_timeline(timeline.user)
             await self.history.catch_up(timeline)
         return await self.history.backlog(timeline, after, self.muted(timeline.user))

@@ -9,6 +9,7 @@ import pytest
 
 from tocsin.history import History
 from tocsin.hub import Closed, Connection, Hub, Opened
+from tocsin.replay import Reset
 from tocsin.settings import Settings
 from tocsin.signals import Frame
 from tocsin.store import StoredMessage
@@ -128,6 +129,30 @@ async def test_a_user_lingers_then_is_let_go_and_comes_back_from_memory() -> Non
     third = Connection("alice", "c3", 16)
     opened = await join(hub, third)
     assert opened.from_memory and store.reads == reads + 1  # only what came after
+    await hub.disconnect()
+
+
+@pytest.mark.parametrize("replay_cache", [0, 150_000])
+async def test_a_resume_of_a_user_new_to_the_process_reads_the_store_once(
+    replay_cache: int,
+) -> None:
+    store, bus = FakeStore(), FakeBus()
+    hub, _ = hub_on(store, bus, replace(SETTINGS, replay_cache=replay_cache))
+    sent = [store.store("alice") for _ in range(3)]
+    opened = await join(hub, Connection("alice", "c1", 16))
+    assert not opened.from_memory
+    reads = store.reads
+    backlog = await hub.backlog(opened, sent[0])
+    assert not isinstance(backlog, Reset)
+    assert [seq for seq, _, _ in backlog.frames] == sent[1:]
+    assert store.reads == reads  # the read made as it opened is the store's answer
+    # A second stream finds the timeline in memory: without a replay cache it reads anew.
+    again = await join(hub, Connection("alice", "c2", 16))
+    assert again.from_memory
+    backlog = await hub.backlog(again, sent[0])
+    assert not isinstance(backlog, Reset)
+    assert [seq for seq, _, _ in backlog.frames] == sent[1:]
+    assert store.reads == reads + (1 if replay_cache == 0 else 0)
     await hub.disconnect()
 
 

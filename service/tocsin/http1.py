@@ -8,8 +8,8 @@ reads the common request itself: a request line `METHOD /target HTTP/1.1`, heade
 that h11's own grammar (`h11._abnf`) accepts, a `Host`, and a body of `Content-Length`
 bytes or none. It writes each answer as h11 would: the same status line, headers, framing
 and `Connection: close`, byte for byte (tests/integration/test_http1.py compares the two
-on the same exchanges, tests/unit/test_http1_heads.py on generated heads), the head in one write with the body's first bytes (as `response_head`
-does for h11).
+on the same exchanges, tests/unit/test_http1_heads.py on generated heads), the head in
+one write with the body's first bytes (as `response_head` does for h11).
 
 Whatever else comes (HTTP/1.0, `Transfer-Encoding`, `Expect`, `Upgrade` and h2c, a
 malformed or oversized head, bare LF line ends, a method outside the usual ones) is not

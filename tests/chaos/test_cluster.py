@@ -353,11 +353,22 @@ def check_stream(
 
 
 async def live_feeds(url: str) -> dict[str, set[str]]:
-    """Every user's feed as the user reads it (all of it: fewer than 200 each)."""
+    """Every user's feed as the user reads it (all of it: fewer than 200 each).
+
+    Right after the crashes the cluster may still be electing or catching up a replica;
+    a read it cannot answer yet is a 503 the client retries (for up to a minute here),
+    never a wrong answer."""
     feeds = {}
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         for user in USERS:
-            response = await http.get("/notifications?limit=200", headers=auth(user_token(user)))
+            deadline = time.monotonic() + 60
+            while True:
+                response = await http.get(
+                    "/notifications?limit=200", headers=auth(user_token(user))
+                )
+                if response.status_code != 503 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
             assert response.status_code == 200, response.text
             page = response.json()
             assert page["next_before"] is None

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tocsin import http1, receive_queue, response_head, telemetry
+from tocsin import http1, receive_queue, response_head, teardown, telemetry
 from tocsin.app import create_app
 from tocsin.auth import Verifier, publisher_claims, subscriber_claims
 from tocsin.embedded import free_port
@@ -434,6 +434,7 @@ async def in_process(
     receive_queue.install()
     response_head.install()
     http1.install()
+    teardown.install()
     app = create_app(settings, runtime, VERIFIER)
     config = Config()
     config.bind = [f"127.0.0.1:{settings.port}"]

@@ -135,7 +135,7 @@ class Connection:
         self._writer: asyncio.Task[Any] | None = None
         self._abort: asyncio.TimerHandle | None = None
 
-    def attach(self, writer: asyncio.Task[Any]) -> None:
+    def attach(self, writer: asyncio.Task[Any] | None) -> None:
         """Name the task writing this stream, so a stream stuck in a write can be cut off."""
         self._writer = writer
 

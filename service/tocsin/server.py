@@ -18,7 +18,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from . import http1, metrics_group, receive_queue, response_head, telemetry
+from . import http1, metrics_group, receive_queue, response_head, teardown, telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .banner import banner
@@ -170,6 +170,8 @@ async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None =
         log.info("Hypercorn's own receive queue is kept (a version tocsin was not built on)")
     if not response_head.install():
         log.info("Hypercorn writes response heads on their own (a version tocsin was not built on)")
+    if not teardown.install():
+        log.info("Hypercorn's ended connections wait for the cyclic collector (another version)")
     if not http1.install():
         log.info("Hypercorn reads HTTP/1.1 through h11 alone (a version tocsin was not built on)")
     runtime = Runtime(settings, telemetry.OtelTelemetry())

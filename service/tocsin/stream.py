@@ -57,9 +57,9 @@ async def run_stream(
     queued; frames at or below the last sequence sent are dropped, which makes the
     handover gap- and duplicate-free.
     """
-    writer = asyncio.current_task()
-    if writer is not None:
-        conn.attach(writer)
+    # Not held in a local: a cancelled stream's task keeps its CancelledError, whose
+    # traceback keeps this frame, and a local naming the task would close a cycle.
+    conn.attach(asyncio.current_task())
     # The client holds everything up to its cursor: nothing at or below it may go out again.
     last_sent = plan.after if isinstance(plan, Resume) else 0
     hub.register(conn)

@@ -122,6 +122,7 @@ class StreamEndpoint:
         # As Quart does: a client that went away cancels the handler, which ends
         # `run_stream` (and its replay, if one is under way) at once.
         watcher = DisconnectWatch(receive, handler, lambda: conn.close(Closed.CLIENT_GONE))
+        del handler  # (cycle) the task's CancelledError holds this frame in its traceback
         try:
             async with aclosing(frames):
                 # Taking the first frame registers `conn`: from then on `frames` is started, so
@@ -213,7 +214,7 @@ class DisconnectWatch:
         gone: Callable[[], None] = lambda: None,
     ) -> None:
         self._receive = receive
-        self._handler = handler
+        self._handler: asyncio.Task[Any] | None = handler
         self._gone = gone
         self._pending: Generator[Any, None, ASGIReceiveEvent] | None = receive().__await__()
         self._step()
@@ -226,7 +227,8 @@ class DisconnectWatch:
                 if received.value["type"] == "http.disconnect":
                     self._pending = None
                     self._gone()
-                    self._handler.cancel()
+                    if self._handler is not None:
+                        self._handler.cancel()
                 else:
                     self._pending = self._receive().__await__()
                 continue
@@ -238,6 +240,7 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         """Stop watching (the stream has ended); closing `receive()` withdraws its wait."""
+        self._handler = None
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.close()

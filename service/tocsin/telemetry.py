@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
+    MetricExporter,
     MetricReader,
-    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -48,6 +47,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from . import latency
 from .entry import Notice, Stored
 from .ids import encode_id
 from .model import SUBJECT_PREFIX
@@ -211,8 +211,8 @@ def _by(label: str, read: Callable[[], dict[str, int]]) -> _Callback:
     return lambda _options: [Observation(v, {label: k}) for k, v in dict(read()).items()]
 
 
-def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
-    """Create every metric tocsin reports; the latency histogram, the one recorded directly."""
+def _instruments(meter: metrics.Meter, counts: Counts) -> None:
+    """Create every metric tocsin reports from its counts (the latency histogram aside)."""
     notification, connection = "{notification}", "{connection}"
     observed: list[tuple[str, str, str, _Callback]] = [
         (
@@ -313,13 +313,30 @@ def _instruments(meter: metrics.Meter, counts: Counts) -> metrics.Histogram:
         description="Stored messages this process keeps in memory, in the timelines of the "
         "users it holds and, up to --replay-cache, of those it held recently",
     )
-    return meter.create_histogram(
-        "tocsin.delivery.latency",
-        unit="s",
-        description="Time from a notification being stored to its SSE frame being written, "
-        "by mode (live or replay)",
-        explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-    )
+
+
+class Latency(Protocol):
+    """Where the delivery latencies go."""
+
+    def record(self, seconds: float, mode: str) -> None:
+        """One notification written `seconds` after it was stored, live or in a replay."""
+        ...
+
+
+class _SdkLatency:
+    """The latency histogram through the OpenTelemetry API, for a meter provider tocsin
+    did not make (a service embedding tocsin with its own)."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._histogram = meter.create_histogram(
+            latency.NAME,
+            unit=latency.UNIT,
+            description=latency.DESCRIPTION,
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+
+    def record(self, seconds: float, mode: str) -> None:
+        self._histogram.record(seconds, _MODE_ATTRIBUTES[mode])
 
 
 class _State:
@@ -343,7 +360,9 @@ class _State:
             else metrics.get_meter(_SCOPE)
         )
         self.counts = Counts()
-        self.latency = _instruments(meter, self.counts)
+        _instruments(meter, self.counts)
+        own = _own_latency.get(meter_provider) if meter_provider is not None else None
+        self.latency: Latency = own if own is not None else _SdkLatency(meter)
         self.registry = registry
         self._tracing = tracer_provider is not None
         self._recheck_at = 0.0
@@ -383,17 +402,29 @@ def use(
     _state = _State(tracer_provider, meter_provider, registry or CollectorRegistry())
 
 
+# The latency histogram of each meter provider tocsin made, which its readers export.
+_own_latency: weakref.WeakKeyDictionary[metrics.MeterProvider, latency.LatencyHistogram] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def prometheus_meter_provider(
-    *readers: MetricReader, resource: Resource | None = None
+    *exporters: MetricExporter, resource: Resource | None = None
 ) -> tuple[MeterProvider, CollectorRegistry]:
-    """A meter provider whose metrics a new registry renders as Prometheus text, plus `readers`."""
+    """A meter provider whose metrics a new registry renders as Prometheus text, and
+    that each of `exporters` is sent periodically."""
     registry = CollectorRegistry(auto_describe=True)
-    prometheus = PrometheusMetricReader(registry=registry, scope_info_enabled=False)
+    histogram = latency.LatencyHistogram(LATENCY_BUCKETS, _SCOPE)
+    readers: list[MetricReader] = [
+        latency.PrometheusReader(histogram, registry=registry, scope_info_enabled=False),
+        *(latency.PeriodicReader(histogram, exporter) for exporter in exporters),
+    ]
     provider = MeterProvider(
-        metric_readers=[prometheus, *readers],
+        metric_readers=readers,
         resource=resource or Resource.create(),
         shutdown_on_exit=False,
     )
+    _own_latency[provider] = histogram
     return provider, registry
 
 
@@ -417,7 +448,7 @@ def configure(environ: Mapping[str, str] = os.environ) -> None:
         log.warning("OTLP over gRPC is not installed: exporting OTLP over HTTP (protobuf)")
     tracer_provider = _tracer_provider(traces, resource)
     meter_provider, registry = prometheus_meter_provider(
-        *_metric_readers(_exporters(environ, "OTEL_METRICS_EXPORTER")), resource=resource
+        *_metric_exporters(_exporters(environ, "OTEL_METRICS_EXPORTER")), resource=resource
     )
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
@@ -472,20 +503,20 @@ def _tracer_provider(exporters: set[str], resource: Resource) -> TracerProvider 
     return provider
 
 
-def _metric_readers(exporters: set[str]) -> list[MetricReader]:
-    readers: list[MetricReader] = []
+def _metric_exporters(exporters: set[str]) -> list[MetricExporter]:
+    found: list[MetricExporter] = []
     for name in sorted(exporters - {"prometheus"}):
         if name == "otlp":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
                 OTLPMetricExporter,
             )
 
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+            found.append(OTLPMetricExporter())
         elif name == "console":
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+            found.append(ConsoleMetricExporter())
         else:
             log.warning("unknown OTEL_METRICS_EXPORTER ignored", extra={"fields": {"name": name}})
-    return readers
+    return found
 
 
 def watch(runtime: Watched) -> None:
@@ -699,7 +730,6 @@ class OtelTelemetry(Telemetry):
     ) -> None:
         now = time.time_ns()
         histogram = _state.latency
-        labels = _MODE_ATTRIBUTES[mode]
         tracing = _state.tracing()
         delivered = 0
         for _, _, entry in items:
@@ -707,12 +737,12 @@ class OtelTelemetry(Telemetry):
                 continue
             delivered += 1
             # The store's clock and ours may differ a little: never report negative time.
-            latency = max(now - entry.time_ns, 0) / 1e9
-            histogram.record(latency, labels)
+            seconds = max(now - entry.time_ns, 0) / 1e9
+            histogram.record(seconds, mode)
             if tracing and entry.trace is not None:
                 context = _context_of(entry)
                 if context is not None:
-                    span = _Span(entry.id, SUBJECT_PREFIX + user, mode, conn_id, latency)
+                    span = _Span(entry.id, SUBJECT_PREFIX + user, mode, conn_id, seconds)
                     span.record(context, started_ns, now)
         _state.counts.delivered[mode] += delivered
 

@@ -216,10 +216,12 @@ class Timeline:
         the later one retracts whichever of the chain the client may show, in its own
         frame, so the client never shows neither between two writes."""
         if isinstance(entry, Notice):
-            if self._superseded(entry):
+            if entry.retracted_by and self._superseded(entry):
                 return b""
-            replaced = [self.id_of(s) for s in self._replaced(entry, after)]
-            out = sse.retracted(replaced, None) if replaced else b""
+            out = b""
+            if entry.supersedes:  # most notifications have no key, or replaced nothing
+                replaced = [self.id_of(s) for s in self._replaced(entry, after)]
+                out = sse.retracted(replaced, None) if replaced else b""
             if visible(entry, now_ns) and not muted(entry.kind):
                 out += sse.notification_json(entry.id, entry.json)
             return out

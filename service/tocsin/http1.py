@@ -22,6 +22,14 @@ One difference is meant: what a client sends after a request saying `Connection:
 is ignored (RFC 9112, 9.6: it must not send any), where h11 answers that request 400
 when such bytes came with it.
 
+A chunk of an answer under way can also be written in place (`write_now`, reached from
+the app through `in_place_writer(send)`), from outside the app's task: an open stream's
+live frame is then written as the message it came in arrives, with no wake-up of the
+stream's task and no trip through the ASGI `send` (docs/design.md). It is written only
+when nothing is ahead of it: the head and every earlier chunk handed to the socket, no
+send under way, nothing left in the transport's buffer; otherwise the caller sends it as
+usual, and the usual path waits for the socket to drain.
+
 `install()` has Hypercorn 0.18 (the version pinned in uv.lock) make an `Http1` where it
 made an `H11Protocol`; any other version is left as it is.
 """
@@ -33,11 +41,12 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable
 from itertools import chain
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import h11
 from h11 import _abnf
 from hypercorn import protocol as hypercorn_protocol
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import (
@@ -272,6 +281,10 @@ class Http1:
         # idle connections through `_Idle` as Hypercorn's task would.
         self._first = True
         self._idle: asyncio.TimerHandle | None = None
+        # Where `write_now` writes: the connection's writer and the lock Hypercorn's sends
+        # take (none when the connection is not Hypercorn's asyncio `TCPServer`'s).
+        server = getattr(send, "__self__", None)
+        self._out = (server.writer, server.send_lock) if isinstance(server, TCPServer) else None
 
     async def initiate(self) -> None:
         pass
@@ -347,7 +360,8 @@ class Http1:
         )
         self._receiving, self._sending, self._chunked = head.length, None, False
         self._head, self._answered = b"", False
-        self.stream = HTTPStream(
+        self.stream = _Stream(
+            self,
             self.app,
             self.config,
             self.context,
@@ -423,6 +437,28 @@ class Http1:
         elif isinstance(event, StreamClosed):
             await self._recycle()
 
+    def write_now(self, data: bytes) -> bool:
+        """Write `data` as the next chunk of the answer under way, at once and in place,
+        if nothing is ahead of it; False: nothing was written (send it as usual)."""
+        out = self._out
+        if (
+            out is None
+            or self._head  # the head waits to go out with the first chunk
+            or not self._chunked
+            or self._answered
+            or self._closed
+            or self._h11 is not None
+            or self._method == b"HEAD"
+        ):
+            return False
+        writer, lock = out
+        transport = writer.transport
+        if lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
+            return False  # a send is under way, or the socket has not taken the last one
+        if data:
+            transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        return True
+
     def _framed(self, data: bytes) -> bytes:
         if self._sending is None:
             raise h11.LocalProtocolError("a body before the response's head")
@@ -485,6 +521,26 @@ class Http1:
         if self.stream is None and not self._closed and self._h11 is None:
             self._closed = True
             await self.send(Closed())
+
+
+class _Stream(HTTPStream):
+    """Hypercorn's HTTP stream (the ASGI side of a request), whose answer's chunks can
+    also be written in place through its connection."""
+
+    def __init__(self, protocol: Http1, *args: Any) -> None:
+        super().__init__(*args)
+        self._protocol = protocol
+
+    def write_now(self, data: bytes) -> bool:
+        """`Http1.write_now` of the connection this request came on."""
+        return self._protocol.write_now(data)
+
+
+def in_place_writer(send: object) -> Callable[[bytes], bool] | None:
+    """What writes a chunk of the answer that the ASGI `send` belongs to in place
+    (`Http1.write_now`); None when `Http1` does not serve that request."""
+    stream = getattr(send, "__self__", None)
+    return stream.write_now if isinstance(stream, _Stream) else None
 
 
 class _Idle:

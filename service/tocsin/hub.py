@@ -65,6 +65,8 @@ TAIL_SOON_SECONDS = 1.0
 
 # (sequence, frame, the entry it was made from); sequence 0: unsequenced (state frames)
 Item = tuple[int, bytes, Stored | None]
+# Writes an item of a waiting stream at once; False: not written (queue it instead).
+WriteInPlace = Callable[[Item], bool]
 
 
 class Interest(Protocol):
@@ -107,6 +109,7 @@ class Connection:
     __slots__ = (
         "_abort",
         "_capacity",
+        "_in_place",
         "_items",
         "_loop",
         "_waiter",
@@ -134,6 +137,7 @@ class Connection:
         self._waiter: asyncio.Future[bool] | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._abort: asyncio.TimerHandle | None = None
+        self._in_place: WriteInPlace | None = None
 
     def attach(self, writer: asyncio.Task[Any] | None) -> None:
         """Name the task writing this stream, so a stream stuck in a write can be cut off."""
@@ -142,6 +146,7 @@ class Connection:
     def detach(self) -> None:
         """The stream has ended: nothing is left to cut off."""
         self._writer = None
+        self._in_place = None
         if self._abort is not None:
             self._abort.cancel()
 
@@ -150,10 +155,23 @@ class Connection:
         stream ends (it resumes from its last id)."""
         if self.closing is not None:
             return True
+        item = (seq, frame, entry)
+        write = self._in_place
+        if write is not None:
+            try:
+                if write(item):
+                    return True
+            except Exception:
+                # Raised here, it would keep the frame from the user's other streams too.
+                log.exception("frame not written in place", extra={"fields": {"conn": self.id}})
+            # Not written: this frame and every one after it go through the mailbox, in
+            # order, until the stream has written them all and waits again (and drops
+            # what it wrote already).
+            self._in_place = None
         if len(self._items) >= self._capacity:
             self.close(Closed.SLOW_CLIENT)
             return False
-        self._items.append((seq, frame, entry))
+        self._items.append(item)
         self._notify()
         return True
 
@@ -179,16 +197,23 @@ class Connection:
         self._items = []
         return items
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something is queued or the stream must end; False on timeout."""
+    async def wait(self, timeout: float, in_place: WriteInPlace | None = None) -> bool:
+        """Wait until something is queued or the stream must end; False on timeout.
+
+        Meanwhile, each frame offered is first handed to `in_place` (the stream has
+        written everything before it, and waits): what it writes is never queued, and
+        the stream's task is not woken for it (docs/design.md, "Live frames written in
+        place")."""
         if self._items or self.closing is not None:
             return True
         waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
         timer = self._loop.call_later(timeout, _expire, waiter)
+        self._in_place = in_place
         try:
             return await waiter
         finally:
+            self._in_place = None
             timer.cancel()
             self._waiter = None
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from . import sse
-from .hub import Closed, Connection, Hub, Item, Opened
+from .hub import Closed, Connection, Hub, Item, Opened, WriteInPlace
 from .replay import Live, Plan, Reset, Resume
 from .settings import Settings
 from .store import StoreUnavailable
@@ -49,6 +49,7 @@ async def run_stream(
     stats: StreamStats,
     telemetry: Telemetry = NO_TELEMETRY,
     state_frame: StateFrame | None = None,
+    write_now: Callable[[bytes], bool] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: hello, the replay or reset, then live frames and pings.
 
@@ -56,12 +57,33 @@ async def run_stream(
     user's timeline is read for it, so everything the timeline gains afterwards is also
     queued; frames at or below the last sequence sent are dropped, which makes the
     handover gap- and duplicate-free.
+
+    `write_now`, when given, writes bytes to the client at once, outside this
+    generator, or says it could not (False). While the stream waits live with nothing
+    queued, each frame offered is written through it, and what it cannot write is queued
+    and yielded as usual: the client gets every frame once and in order either way.
     """
     # Not held in a local: a cancelled stream's task keeps its CancelledError, whose
     # traceback keeps this frame, and a local naming the task would close a cycle.
     conn.attach(asyncio.current_task())
     # The client holds everything up to its cursor: nothing at or below it may go out again.
     last_sent = plan.after if isinstance(plan, Resume) else 0
+    in_place: WriteInPlace | None = None
+    if write_now is not None:
+
+        def in_place(item: Item) -> bool:
+            nonlocal last_sent
+            seq = item[0]
+            if 0 < seq <= last_sent:
+                return True  # the client has it
+            started = time.time_ns()
+            if not write_now(item[1]):
+                return False
+            last_sent = max(last_sent, seq)
+            stats.sent += 1
+            telemetry.written([item], LIVE, conn.id, conn.user, started)
+            return True
+
     hub.register(conn)
     try:
         await hub.listening(conn, HELLO_WAIT_SECONDS)
@@ -121,7 +143,7 @@ async def run_stream(
                 wait = min(wait, expires_at - time.time())
                 if wait <= 0:
                     raise _Ended(Closed.TOKEN_EXPIRED)
-            if not await conn.wait(wait) and conn.closing is None:
+            if not await conn.wait(wait, in_place) and conn.closing is None:
                 if expires_at is not None and time.time() >= expires_at:
                     raise _Ended(Closed.TOKEN_EXPIRED)
                 yield sse.PING

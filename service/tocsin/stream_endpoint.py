@@ -33,6 +33,7 @@ from .admission import connected
 from .auth import KeysUnavailable, Unauthorized, Verifier
 from .cors import Cors
 from .credentials import authenticate
+from .http1 import in_place_writer
 from .hub import Closed, Connection
 from .replay import plan_resume
 from .responses import RawHeaders, answer_for, raw_headers, send_answer
@@ -113,6 +114,7 @@ class StreamEndpoint:
             stats=stats,
             telemetry=runtime.telemetry,
             state_frame=parts.feeds.state_frame,
+            write_now=in_place_writer(send),
         )
         log.info("stream open", extra={"fields": _fields(conn)})
         runtime.telemetry.stream_opened()

@@ -13,7 +13,7 @@ from tocsin.replay import Live, Plan, Reset, ResetReason, Resume
 from tocsin.settings import Settings
 from tocsin.stream import StreamStats, run_stream
 
-from fakes import EPOCH, FakeBroker, FakeBus, FakeStore
+from fakes import EPOCH, FakeBroker, FakeBus, FakeStore, until
 
 SETTINGS = Settings(linger=0.0, heartbeat=30.0)
 
@@ -134,3 +134,115 @@ async def test_an_unreachable_store_ends_the_stream_with_retry() -> None:
     assert chunks[-1] == b"retry: %d\n\n" % SETTINGS.retry_ms
     assert stats.reason == Closed.STORE_UNAVAILABLE
     assert hub.open_streams == 0
+
+
+class Client:
+    """What reaches the client, in order: frames written in place (`write_now`) and the
+    chunks the stream yields. `refusing` makes `write_now` write nothing, as when the
+    socket has not taken the last chunk yet."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.refusing = False
+
+    def write_now(self, data: bytes) -> bool:
+        if self.refusing:
+            return False
+        self.received.append(("in place", data))
+        return True
+
+    def ids(self) -> list[str]:
+        return [i for _, chunk in self.received for i in ids_in(chunk)]
+
+
+async def _yielded(client: Client, frames: AsyncGenerator[bytes, None]) -> None:
+    async for chunk in frames:
+        client.received.append(("yielded", chunk))
+
+
+async def _waiting_live(
+    hub: Hub, client: Client
+) -> tuple[Connection, StreamStats, AsyncGenerator[bytes, None], asyncio.Future[None]]:
+    """A live stream of alice's whose chunks `client` reads, once it waits for frames."""
+    conn, stats = Connection("alice", "c", 64), StreamStats()
+    frames = stream(hub, Live(), stats, conn, write_now=client.write_now)
+    reading = asyncio.ensure_future(_yielded(client, frames))
+    await until(lambda: conn._waiter is not None)
+    return conn, stats, frames, reading
+
+
+async def test_live_frames_are_written_in_place_while_the_stream_waits() -> None:
+    store, hub, broker = setup()
+    client = Client()
+    conn, stats, _frames, reading = await _waiting_live(hub, client)
+    seqs = [store.store("alice") for _ in range(3)]
+    for seq in seqs:
+        broker.deliver(store, seq)
+    # Written as they came, without the stream's task: nothing was queued or yielded.
+    assert [how for how, _ in client.received] == ["yielded"] + ["in place"] * 3
+    assert client.ids() == [encode_id(EPOCH, s) for s in seqs]
+    assert conn.take() == [] and stats.sent == 3
+    conn.close(Closed.EVICTED)
+    await asyncio.wait_for(reading, 2)
+    assert b"event: evicted" in client.received[-1][1]
+    assert hub.open_streams == 0
+
+
+async def test_what_cannot_be_written_in_place_follows_in_order_through_the_mailbox() -> None:
+    store, hub, broker = setup()
+    client = Client()
+    conn, stats, frames, reading = await _waiting_live(hub, client)
+    seqs = [store.store("alice") for _ in range(6)]
+    broker.deliver(store, seqs[0])  # in place
+    client.refusing = True
+    broker.deliver(store, seqs[1])  # refused: queued, and the stream woken
+    client.refusing = False
+    broker.deliver(store, seqs[2])  # behind a queued one: queued too, never in place
+    await until(lambda: len(client.received) == 3 and conn._waiter is not None)
+    broker.deliver(store, seqs[3])  # the stream has written the queue and waits again
+    assert [how for how, _ in client.received] == ["yielded", "in place", "yielded", "in place"]
+    assert client.ids() == [encode_id(EPOCH, s) for s in seqs[:4]]
+    assert stats.sent == 4
+    # A queued frame at or below what was written in place is not written again.
+    client.refusing = True
+    broker.deliver(store, seqs[4])
+    client.refusing = False
+    await until(lambda: len(client.received) == 5 and conn._waiter is not None)
+    conn.offer(seqs[4], b"id: again\n\n", None)
+    broker.deliver(store, seqs[5])
+    assert client.ids() == [encode_id(EPOCH, s) for s in seqs]
+    reading.cancel()
+    await asyncio.gather(reading, return_exceptions=True)
+    await frames.aclose()
+    assert hub.open_streams == 0
+
+
+async def test_a_failing_in_place_write_loses_nothing_for_any_stream_of_the_user() -> None:
+    store, hub, broker = setup()
+    clients = [Client(), Client()]
+    failing = [True]
+
+    def breaks(data: bytes) -> bool:
+        if failing[0]:
+            raise RuntimeError("the writer broke")
+        return clients[0].write_now(data)
+
+    conns = [Connection("alice", f"c{i}", 64) for i in range(2)]
+    frames = [
+        stream(hub, Live(), StreamStats(), conns[0], write_now=breaks),
+        stream(hub, Live(), StreamStats(), conns[1], write_now=clients[1].write_now),
+    ]
+    reading = [asyncio.ensure_future(_yielded(c, f)) for c, f in zip(clients, frames, strict=True)]
+    await until(lambda: all(c._waiter is not None for c in conns))
+    seq = store.store("alice")
+    broker.deliver(store, seq)
+    # The broken writer's stream gets it the usual way; the other's, in place, all the same.
+    await until(lambda: len(clients[0].received) == 2)
+    assert [how for how, _ in clients[0].received] == ["yielded", "yielded"]
+    assert [how for how, _ in clients[1].received] == ["yielded", "in place"]
+    assert clients[0].ids() == clients[1].ids() == [encode_id(EPOCH, seq)]
+    for task in reading:
+        task.cancel()
+    await asyncio.gather(*reading, return_exceptions=True)
+    for f in frames:
+        await f.aclose()

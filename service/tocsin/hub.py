@@ -38,7 +38,7 @@ from .model import SUBJECT_PREFIX
 from .replay import Reset
 from .settings import Settings
 from .store import StoreUnavailable
-from .telemetry import NO_TELEMETRY, Telemetry
+from .telemetry import LIVE, NO_TELEMETRY, Telemetry
 from .timeline import Muted, Timeline, nothing_muted
 
 log = logging.getLogger("tocsin.hub")
@@ -65,8 +65,8 @@ TAIL_SOON_SECONDS = 1.0
 
 # (sequence, frame, the entry it was made from); sequence 0: unsequenced (state frames)
 Item = tuple[int, bytes, Stored | None]
-# Writes an item of a waiting stream at once; False: not written (queue it instead).
-WriteInPlace = Callable[[Item], bool]
+# Writes bytes to a stream's client at once; False: nothing was written.
+WriteNow = Callable[[bytes], bool]
 
 
 class Interest(Protocol):
@@ -109,16 +109,18 @@ class Connection:
     __slots__ = (
         "_abort",
         "_capacity",
-        "_in_place",
         "_items",
         "_loop",
         "_waiter",
+        "_write_now",
         "_writer",
         "closing",
         "id",
+        "last_sent",
         "opened",
         "opened_ns",
         "user",
+        "written_in_place",
     )
 
     def __init__(self, user: str, conn_id: str, capacity: int) -> None:
@@ -127,6 +129,10 @@ class Connection:
         self.opened = time.monotonic()
         self.opened_ns = time.time_ns()
         self.closing: str | None = None
+        # The last sequence the client has (its cursor, then every frame written), and
+        # how many frames were written in place.
+        self.last_sent = 0
+        self.written_in_place = 0
         self._capacity = capacity
         # Looked up once: on Python 3.11 each `get_running_loop()` makes a getpid() system
         # call, and a stream waits once per write.
@@ -137,7 +143,7 @@ class Connection:
         self._waiter: asyncio.Future[bool] | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._abort: asyncio.TimerHandle | None = None
-        self._in_place: WriteInPlace | None = None
+        self._write_now: WriteNow | None = None
 
     def attach(self, writer: asyncio.Task[Any] | None) -> None:
         """Name the task writing this stream, so a stream stuck in a write can be cut off."""
@@ -146,32 +152,41 @@ class Connection:
     def detach(self) -> None:
         """The stream has ended: nothing is left to cut off."""
         self._writer = None
-        self._in_place = None
+        self._write_now = None
         if self._abort is not None:
             self._abort.cancel()
+
+    def write_in_place(self, seq: int, frame: bytes) -> bool:
+        """Write a live frame to the client at once, if the stream waits with nothing
+        queued and its writer can (docs/design.md, "Live frames written in place");
+        False: nothing was written, `offer` it."""
+        write = self._write_now
+        if write is None or seq <= self.last_sent or self.closing is not None:
+            return False
+        try:
+            written = write(frame)
+        except Exception:
+            # Raised here, it would keep the frame from the user's other streams too.
+            log.exception("frame not written in place", extra={"fields": {"conn": self.id}})
+            written = False
+        if not written:
+            return False
+        self.last_sent = seq
+        self.written_in_place += 1
+        return True
 
     def offer(self, seq: int, frame: bytes, entry: Stored | None) -> bool:
         """Queue a frame; False when the mailbox was full: the client is too slow, and the
         stream ends (it resumes from its last id)."""
         if self.closing is not None:
             return True
-        item = (seq, frame, entry)
-        write = self._in_place
-        if write is not None:
-            try:
-                if write(item):
-                    return True
-            except Exception:
-                # Raised here, it would keep the frame from the user's other streams too.
-                log.exception("frame not written in place", extra={"fields": {"conn": self.id}})
-            # Not written: this frame and every one after it go through the mailbox, in
-            # order, until the stream has written them all and waits again (and drops
-            # what it wrote already).
-            self._in_place = None
+        # This frame and every one after it go through the mailbox, in order, until the
+        # stream has written them all and waits again.
+        self._write_now = None
         if len(self._items) >= self._capacity:
             self.close(Closed.SLOW_CLIENT)
             return False
-        self._items.append(item)
+        self._items.append((seq, frame, entry))
         self._notify()
         return True
 
@@ -197,23 +212,21 @@ class Connection:
         self._items = []
         return items
 
-    async def wait(self, timeout: float, in_place: WriteInPlace | None = None) -> bool:
+    async def wait(self, timeout: float, write_now: WriteNow | None = None) -> bool:
         """Wait until something is queued or the stream must end; False on timeout.
 
-        Meanwhile, each frame offered is first handed to `in_place` (the stream has
-        written everything before it, and waits): what it writes is never queued, and
-        the stream's task is not woken for it (docs/design.md, "Live frames written in
-        place")."""
+        Meanwhile, the hub writes live frames through `write_now` (`write_in_place`): the
+        stream has written everything before them, and is not woken for them."""
         if self._items or self.closing is not None:
             return True
         waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
         timer = self._loop.call_later(timeout, _expire, waiter)
-        self._in_place = in_place
+        self._write_now = write_now
         try:
             return await waiter
         finally:
-            self._in_place = None
+            self._write_now = None
             timer.cancel()
             self._waiter = None
 
@@ -560,11 +573,14 @@ class Hub:
         """Offer `entry` to the user's streams, taken to hold everything up to `after`
         (entries sent together share it: `Timeline.frame`); by default, up to `entry`."""
         seen = entry.seq - 1 if after is None else after
-        frame = timeline.frame(entry, seen, time.time_ns(), held.muted)
+        now = time.time_ns()
+        frame = timeline.frame(entry, seen, now, held.muted)
         if not frame:
             return
         for conn in held.conns:
-            if not conn.offer(entry.seq, frame, entry):
+            if conn.write_in_place(entry.seq, frame):
+                self._telemetry.written([(entry.seq, frame, entry)], LIVE, conn.id, conn.user, now)
+            elif not conn.offer(entry.seq, frame, entry):
                 self._telemetry.slow_client_dropped()
 
     def _drain(self, user: str, held: _Held) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from . import sse
-from .hub import Closed, Connection, Hub, Item, Opened, WriteInPlace
+from .hub import Closed, Connection, Hub, Item, Opened, WriteNow
 from .replay import Live, Plan, Reset, Resume
 from .settings import Settings
 from .store import StoreUnavailable
@@ -49,7 +49,7 @@ async def run_stream(
     stats: StreamStats,
     telemetry: Telemetry = NO_TELEMETRY,
     state_frame: StateFrame | None = None,
-    write_now: Callable[[bytes], bool] | None = None,
+    write_now: WriteNow | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: hello, the replay or reset, then live frames and pings.
 
@@ -60,30 +60,15 @@ async def run_stream(
 
     `write_now`, when given, writes bytes to the client at once, outside this
     generator, or says it could not (False). While the stream waits live with nothing
-    queued, each frame offered is written through it, and what it cannot write is queued
-    and yielded as usual: the client gets every frame once and in order either way.
+    queued, the hub writes each live frame through it (`Connection.write_in_place`), and
+    what it cannot write is queued and yielded as usual: the client gets every frame
+    once and in order either way.
     """
     # Not held in a local: a cancelled stream's task keeps its CancelledError, whose
     # traceback keeps this frame, and a local naming the task would close a cycle.
     conn.attach(asyncio.current_task())
     # The client holds everything up to its cursor: nothing at or below it may go out again.
-    last_sent = plan.after if isinstance(plan, Resume) else 0
-    in_place: WriteInPlace | None = None
-    if write_now is not None:
-
-        def in_place(item: Item) -> bool:
-            nonlocal last_sent
-            seq = item[0]
-            if 0 < seq <= last_sent:
-                return True  # the client has it
-            started = time.time_ns()
-            if not write_now(item[1]):
-                return False
-            last_sent = max(last_sent, seq)
-            stats.sent += 1
-            telemetry.written([item], LIVE, conn.id, conn.user, started)
-            return True
-
+    conn.last_sent = plan.after if isinstance(plan, Resume) else 0
     hub.register(conn)
     try:
         await hub.listening(conn, HELLO_WAIT_SECONDS)
@@ -112,7 +97,7 @@ async def run_stream(
                     page = frames[start : start + REPLAY_PAGE]
                     started = time.time_ns()
                     yield b"".join(frame for _, frame, _ in page)
-                    last_sent = max(last_sent, page[-1][0])
+                    conn.last_sent = max(conn.last_sent, page[-1][0])
                     stats.sent += len(page)
                     stats.replayed += len(page)
                     telemetry.written(page, REPLAY, conn.id, conn.user, started)
@@ -127,9 +112,9 @@ async def run_stream(
             fresh: list[Item] = []
             for item in items:
                 seq = item[0]
-                if seq == 0 or seq > last_sent:
+                if seq == 0 or seq > conn.last_sent:
                     fresh.append(item)
-                    last_sent = max(last_sent, seq)
+                    conn.last_sent = max(conn.last_sent, seq)
             if fresh:
                 stats.sent += len(fresh)
                 started = time.time_ns()
@@ -143,7 +128,7 @@ async def run_stream(
                 wait = min(wait, expires_at - time.time())
                 if wait <= 0:
                     raise _Ended(Closed.TOKEN_EXPIRED)
-            if not await conn.wait(wait, in_place) and conn.closing is None:
+            if not await conn.wait(wait, write_now) and conn.closing is None:
                 if expires_at is not None and time.time() >= expires_at:
                     raise _Ended(Closed.TOKEN_EXPIRED)
                 yield sse.PING
@@ -159,6 +144,7 @@ async def run_stream(
         # A stream cut off while stuck in a write ends by cancellation, not by `_Ended`.
         if conn.closing is not None:
             stats.reason = conn.closing
+        stats.sent += conn.written_in_place
         conn.detach()
         hub.close(conn)
 

@@ -185,6 +185,7 @@ async def test_live_frames_are_written_in_place_while_the_stream_waits() -> None
     conn.close(Closed.EVICTED)
     await asyncio.wait_for(reading, 2)
     assert b"event: evicted" in client.received[-1][1]
+    assert stats.sent == 3  # for the closing log line, in place or not
     assert hub.open_streams == 0
 
 

@@ -18,9 +18,12 @@ second-guessed: at the request's start, the connection is handed to Hypercorn's 
 rejects it as before. The ASGI side (`HTTPStream`: the scope, the app's task, access
 logs, 500 on a failed app) is Hypercorn's own.
 
-One difference is meant: what a client sends after a request saying `Connection: close`
-is ignored (RFC 9112, 9.6: it must not send any), where h11 answers that request 400
-when such bytes came with it.
+Two differences are meant. What a client sends after a request saying `Connection:
+close` is ignored (RFC 9112, 9.6: it must not send any), where h11 answers that request
+400 when such bytes came with it. And a request answered before its body has all come
+(a refused token is answered without reading the body) keeps its connection: the rest of
+the body, up to `DISCARD_MAX` bytes, is read and dropped, where h11 closes the
+connection, and a client that sent its next request on it got no answer.
 
 A chunk of an answer under way can also be written in place (`write_now`, reached from
 the app through `in_place_writer(send)`), from outside the app's task: an open stream's
@@ -74,6 +77,9 @@ METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OP
 H11_ONLY = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings"))
 # h11 refuses a Content-Length of more digits (CONTENT_LENGTH_MAX_DIGITS).
 MAX_LENGTH_DIGITS = 20
+# The most of a request's body still to come, once it is answered, that is read and
+# dropped to keep its connection (more closes it, as h11 does).
+DISCARD_MAX = 65_536
 
 _request_line = re.compile(_abnf.request_line.encode("ascii"))
 _header_field = re.compile(_abnf.header_field.encode("ascii"))
@@ -328,6 +334,12 @@ class Http1:
                 continue
             if not buffer:
                 return
+            if self._receiving:
+                # The rest of a body whose answer went out before it came: dropped.
+                dropped = min(len(buffer), self._receiving)
+                del buffer[:dropped]
+                self._receiving -= dropped
+                continue
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if (
@@ -477,13 +489,17 @@ class Http1:
 
     async def _recycle(self) -> None:
         # Hypercorn's `H11Protocol._maybe_recycle`: the next request on a connection
-        # kept alive, once this one was read whole and answered whole.
+        # kept alive, once this one was answered whole. Unlike h11, a body still to come
+        # (up to DISCARD_MAX bytes) does not close the connection: it is read and
+        # dropped, then the next request is read. An answer given before the body
+        # arrived (a refused token) would otherwise close a connection the client,
+        # told nothing, sends its next request on.
         await self._close_stream()
         if (
             not self.context.terminated.is_set()
             and self._keep_alive
             and self._answered
-            and not self._receiving
+            and self._receiving <= DISCARD_MAX
         ):
             self._sending = None
             await self.can_read.set()

@@ -38,6 +38,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     if scope["type"] != "http":
         return
+    if scope["path"] == "/early":
+        # Answered without reading the request's body, as a refused token is.
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+        )
+        await send({"type": "http.response.body", "body": b"early", "more_body": False})
+        return
     body = b""
     while True:
         message = await receive()

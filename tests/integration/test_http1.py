@@ -143,6 +143,20 @@ def test_the_client_asking_to_close_is_answered_and_closed(ports: tuple[int, int
     assert exchange(h11, [closing + request(b"/len/5")]).startswith(b"HTTP/1.1 400 ")
 
 
+def test_a_body_that_comes_after_its_answer_is_dropped_and_the_connection_kept(
+    ports: tuple[int, int],
+) -> None:
+    # `/early` answers without reading the body; the body comes after the answer, then
+    # the next requests on the same connection. h11 closes the connection after the
+    # first answer instead, and the client's next request gets none.
+    head, body = request(b"/early", b"POST", b"b" * 1000).split(b"\r\n\r\n", 1)
+    lean, _ = ports
+    answer = exchange(lean, [head + b"\r\n\r\n", body + request(b"/len/5") + LAST], pause=0.2)
+    statuses = re.findall(rb"HTTP/1.1 (\d+) ", answer)
+    assert statuses == [b"200", b"200", b"404"], answer
+    assert b"early" in answer and b"xxxxx" in answer
+
+
 LEFT_TO_H11 = {
     "HTTP/1.0": b"GET /len/3 HTTP/1.0\r\n\r\n",
     "HTTP/1.0 keep-alive": b"GET /chunks/2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",

@@ -133,8 +133,9 @@ class Verifier:
         self._public_key = public_key
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
         self._decoder = _hs256_decoder(secret) if secret is not None else jwt.PyJWT()
-        # token -> (principal, when verified): PyJWT's HMAC key preparation alone costs
-        # ~100 us per call, paid on every publish and every stream open otherwise.
+        # token -> (principal, when verified): a token seen again (every publish of a
+        # service, a browser's reconnects) skips decoding it, 22.5 us even with the
+        # secret checked once (`_SecretHmac`).
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:

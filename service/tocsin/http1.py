@@ -540,23 +540,19 @@ class Http1:
 
 
 class _Stream(HTTPStream):
-    """Hypercorn's HTTP stream (the ASGI side of a request), whose answer's chunks can
-    also be written in place through its connection."""
+    """Hypercorn's HTTP stream (the ASGI side of a request), knowing the connection it
+    came on, so that `in_place_writer` can find it from the app's `send`."""
 
     def __init__(self, protocol: Http1, *args: Any) -> None:
         super().__init__(*args)
-        self._protocol = protocol
-
-    def write_now(self, data: bytes) -> bool:
-        """`Http1.write_now` of the connection this request came on."""
-        return self._protocol.write_now(data)
+        self._http1 = protocol
 
 
 def in_place_writer(send: object) -> Callable[[bytes], bool] | None:
     """What writes a chunk of the answer that the ASGI `send` belongs to in place
-    (`Http1.write_now`); None when `Http1` does not serve that request."""
+    (`Http1.write_now` of its connection); None when `Http1` does not serve that request."""
     stream = getattr(send, "__self__", None)
-    return stream.write_now if isinstance(stream, _Stream) else None
+    return stream._http1.write_now if isinstance(stream, _Stream) else None
 
 
 class _Idle:

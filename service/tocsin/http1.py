@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import weakref
 from collections.abc import Awaitable, Callable
 from itertools import chain
-from typing import Any, ClassVar
+from typing import Any
 
 import h11
 from h11 import _abnf
@@ -67,6 +66,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 
+from .idle import Idle
 from .receive_queue import built_on_this_hypercorn
 
 STREAM_ID = 1
@@ -280,11 +280,9 @@ class Http1:
         self._answered = False
         self._closed = False
         self._last = False
-        # Hypercorn restarts a task (that makes another, for its timeout) at the end of
-        # every request to close the connection if it stays idle, and cancels it at the
-        # next: a quarter of an empty answer's CPU under keep-alive (wrk, 2026-12-02).
-        # After the first request the wait is a timer here, and worker shutdown closes
-        # idle connections through `_Idle` as Hypercorn's task would.
+        # The wait for the next request after the first is a timer here, as the first's
+        # is in `TCPServer` (`idle.IdleTimer`), with no `Updated` event sent through the
+        # server per request; worker shutdown closes idle connections through `Idle`.
         self._first = True
         self._idle: asyncio.TimerHandle | None = None
         # Where `write_now` writes: the connection's writer and the lock Hypercorn's sends
@@ -518,13 +516,13 @@ class Http1:
         """Wait (at most Hypercorn's `keep_alive_timeout`) for the next request."""
         loop = asyncio.get_running_loop()
         self._idle = loop.call_later(self.config.keep_alive_timeout, self.expire)
-        _Idle.of(self.context).conns.add(self)
+        Idle.of(self.context).conns.add(self)
 
     def _busy(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-            _Idle.of(self.context).conns.discard(self)
+            Idle.of(self.context).conns.discard(self)
 
     def expire(self) -> None:
         """The connection waited too long for its next request, or the worker is
@@ -553,28 +551,6 @@ def in_place_writer(send: object) -> Callable[[bytes], bool] | None:
     (`Http1.write_now` of its connection); None when `Http1` does not serve that request."""
     stream = getattr(send, "__self__", None)
     return stream._http1.write_now if isinstance(stream, _Stream) else None
-
-
-class _Idle:
-    """A worker's connections waiting for their next request: closed when it shuts down."""
-
-    _of: ClassVar[weakref.WeakKeyDictionary[WorkerContext, _Idle]] = weakref.WeakKeyDictionary()
-
-    def __init__(self, context: WorkerContext) -> None:
-        self.conns: set[Http1] = set()
-        self._watch = asyncio.get_running_loop().create_task(self._close_at_shutdown(context))
-
-    @classmethod
-    def of(cls, context: WorkerContext) -> _Idle:
-        idle = cls._of.get(context)
-        if idle is None:
-            idle = cls._of[context] = cls(context)
-        return idle
-
-    async def _close_at_shutdown(self, context: WorkerContext) -> None:
-        await context.terminated.wait()
-        for conn in list(self.conns):
-            conn.expire()
 
 
 def install() -> bool:

@@ -18,7 +18,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from . import http1, metrics_group, receive_queue, response_head, teardown, telemetry
+from . import http1, idle, metrics_group, receive_queue, response_head, teardown, telemetry
 from .app import create_app
 from .auth import Verifier, load_or_create_secret
 from .banner import banner
@@ -172,6 +172,8 @@ async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None =
         log.info("Hypercorn writes response heads on their own (a version tocsin was not built on)")
     if not teardown.install():
         log.info("Hypercorn's ended connections wait for the cyclic collector (another version)")
+    if not idle.install():
+        log.info("Hypercorn waits for each next request in a task (another version)")
     if not http1.install():
         log.info("Hypercorn reads HTTP/1.1 through h11 alone (a version tocsin was not built on)")
     runtime = Runtime(settings, telemetry.OtelTelemetry())

@@ -3,7 +3,8 @@
 Run: `python http1_server.py lean|h11 [KEEP_ALIVE_SECONDS]`; it prints the port it
 listens on, and shuts down gracefully on SIGTERM (within 30 s). `lean` serves
 HTTP/1.1 through `tocsin.http1.Http1` (as `tocsin serve` does), `h11` through Hypercorn's
-own `H11Protocol`; both with tocsin's other two Hypercorn replacements installed.
+own `H11Protocol`; both with tocsin's other Hypercorn replacements installed (its
+receive queue, response heads, and the wait for the next request as a timer).
 
 The app answers by path, each answer a different way of framing one:
 `/len/<n>` n bytes with Content-Length, `/chunks/<n>` n body messages without a length,
@@ -24,7 +25,7 @@ import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from tocsin import http1, receive_queue, response_head
+from tocsin import http1, idle, receive_queue, response_head
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -107,6 +108,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def main(lean: bool, keep_alive: float) -> None:
     receive_queue.install()
     response_head.install()
+    idle.install()
     if lean:
         http1.install()
     sock = socket.socket()

@@ -234,6 +234,50 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(kind: str) ->
 
 
 @pytest.mark.parametrize("kind", ["lean", "h11"])
+def test_a_connection_that_never_asks_is_closed_after_the_keep_alive_timeout(kind: str) -> None:
+    # The wait for a first request is the connection's own timer (`idle.IdleTimer`).
+    with (
+        serving(kind, keep_alive=1.0) as (port, _),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        assert closed_within(sock, 10)
+
+
+@pytest.mark.parametrize("kind", ["lean", "h11"])
+def test_a_request_stops_the_wait_for_the_first(kind: str) -> None:
+    # A request begun within the timeout is answered however long it then takes to come.
+    with (
+        serving(kind, keep_alive=1.0) as (port, _),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        time.sleep(0.5)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(1.5)  # past the keep-alive timeout, with the request under way
+        sock.sendall(b"cd")
+        received = b""
+        while not received.endswith(b"abcd"):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 201 ")
+
+
+@pytest.mark.parametrize("kind", ["lean", "h11"])
+def test_shutdown_closes_a_connection_waiting_for_its_first_request(kind: str) -> None:
+    with (
+        serving(kind, keep_alive=60.0) as (port, server),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        answered_by = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with answered_by:
+            # Once a request on another connection is answered, this one has been accepted.
+            answered(answered_by, b"/len/0")
+        server.send_signal(signal.SIGTERM)
+        assert closed_within(sock, 10)
+        assert server.wait(10) == 0
+
+
+@pytest.mark.parametrize("kind", ["lean", "h11"])
 def test_shutdown_closes_idle_connections_at_once(kind: str) -> None:
     # The keep-alive timeout (60 s) and the graceful wait (30 s) are longer than the test
     # waits: only the shutdown can close the connection in time.

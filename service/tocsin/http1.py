@@ -25,6 +25,12 @@ close` is ignored (RFC 9112, 9.6: it must not send any), where h11 answers that 
 the body, up to `DISCARD_MAX` bytes, is read and dropped, where h11 closes the
 connection, and a client that sent its next request on it got no answer.
 
+A request named at `install` (tocsin names `POST /notifications`) is answered in the
+connection's own task once its whole body is here: the app is awaited there, through
+Hypercorn's `HTTPStream` as any other request, instead of in a task made for it. An
+HTTP/1.1 connection answers one request at a time anyway; what is saved is the task.
+Any other request, or one whose body is still to come, gets its own task as before.
+
 A chunk of an answer under way can also be written in place (`write_now`, reached from
 the app through `in_place_writer(send)`), from outside the app's task: an open stream's
 live frame is then written as the message it came in arrives, with no wake-up of the
@@ -41,13 +47,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from itertools import chain
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 from h11 import _abnf
 from hypercorn import protocol as hypercorn_protocol
+from hypercorn.asyncio import task_group
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
@@ -64,10 +71,18 @@ from hypercorn.protocol.events import (
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
-from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    ConnectionState,
+    Scope,
+    TaskGroup,
+    WorkerContext,
+)
 
 from .idle import Idle
-from .receive_queue import built_on_this_hypercorn
+from .receive_queue import app_call, built_on_this_hypercorn
 
 STREAM_ID = 1
 # Methods read here; any other (WebSocket-free CONNECT, PRI of HTTP/2, extensions) goes to h11.
@@ -243,6 +258,10 @@ class Http1:
     """One HTTP/1.1 connection, as Hypercorn's `H11Protocol` serves it (same arguments,
     same events), reading the common request without h11."""
 
+    # (method, path) of the requests answered in the connection's own task once their
+    # whole body is here (`install`); every other request's app runs in a task of its own.
+    in_place: ClassVar[frozenset[tuple[bytes, bytes]]] = frozenset()
+
     def __init__(
         self,
         app: AppWrapper,
@@ -370,12 +389,17 @@ class Http1:
         )
         self._receiving, self._sending, self._chunked = head.length, None, False
         self._head, self._answered = b"", False
+        in_place = (
+            head.length <= len(self._buffer)
+            and (head.method, head.target.partition(b"?")[0]) in self.in_place
+        )
+        group = _InPlace(self.task_group) if in_place else self.task_group
         self.stream = _Stream(
             self,
             self.app,
             self.config,
             self.context,
-            self.task_group,
+            group,
             self.ssl,
             self.client,
             self.server,
@@ -394,7 +418,17 @@ class Http1:
         )
         self.keep_alive_requests += 1
         await self.context.mark_request()
-        if not self._receiving and self.stream is not None:
+        if isinstance(group, _InPlace):
+            # The whole body is here: hand it over, then answer in this task.
+            if self._receiving:
+                data = bytes(self._buffer[: self._receiving])
+                del self._buffer[: self._receiving]
+                self._receiving = 0
+                await self.stream.handle(Body(stream_id=STREAM_ID, data=data))
+            if self.stream is not None:
+                await self.stream.handle(EndBody(stream_id=STREAM_ID))
+            await group.run()
+        elif not self._receiving and self.stream is not None:
             await self.stream.handle(EndBody(stream_id=STREAM_ID))
 
     async def _to_h11(self) -> None:
@@ -546,6 +580,35 @@ class _Stream(HTTPStream):
         self._http1 = protocol
 
 
+class _InPlace:
+    """The connection's task group, as one request's stream sees it: the app's call is
+    kept, to be awaited in the connection's own task (`run`), not spawned."""
+
+    __slots__ = ("_call", "_group")
+
+    def __init__(self, group: TaskGroup) -> None:
+        self._group = group
+        self._call: Coroutine[Any, Any, None] | None = None
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        assert isinstance(self._group, task_group.TaskGroup)
+        put, self._call = app_call(self._group, app, config, scope, send)
+        return put
+
+    async def run(self) -> None:
+        """Answer the request: the app's call, awaited here (none when Hypercorn refused
+        the request before calling it)."""
+        call, self._call = self._call, None
+        if call is not None:
+            await call
+
+
 def in_place_writer(send: object) -> Callable[[bytes], bool] | None:
     """What writes a chunk of the answer that the ASGI `send` belongs to in place
     (`Http1.write_now` of its connection); None when `Http1` does not serve that request."""
@@ -553,11 +616,13 @@ def in_place_writer(send: object) -> Callable[[bytes], bool] | None:
     return stream._http1.write_now if isinstance(stream, _Stream) else None
 
 
-def install() -> bool:
-    """Have Hypercorn serve HTTP/1.1 connections through `Http1`; False (nothing changed)
+def install(in_place: frozenset[tuple[bytes, bytes]] = frozenset()) -> bool:
+    """Have Hypercorn serve HTTP/1.1 connections through `Http1`, answering the requests
+    `in_place` names (method, path) in the connection's own task; False (nothing changed)
     for a Hypercorn this was not written against."""
     if not built_on_this_hypercorn():
         return False
+    Http1.in_place = in_place
     # `ProtocolWrapper` looks the class up in its module's namespace for each connection.
     vars(hypercorn_protocol)["H11Protocol"] = Http1
     return True

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -99,22 +99,23 @@ def _wake_next(waiters: list[asyncio.Future[None]] | None) -> None:
             break
 
 
-async def _spawn_app(
-    self: task_group.TaskGroup,
+def app_call(
+    group: task_group.TaskGroup,
     app: AppWrapper,
     config: Config,
     scope: Scope,
     send: Callable[[ASGISendEvent | None], Awaitable[None]],
-) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
-    # Hypercorn 0.18's `TaskGroup.spawn_app`, with `ReceiveQueue` for `asyncio.Queue`.
+) -> tuple[Callable[[ASGIReceiveEvent], Awaitable[None]], Coroutine[Any, Any, None]]:
+    """What Hypercorn 0.18's `TaskGroup.spawn_app` makes, with `ReceiveQueue` for
+    `asyncio.Queue`: the put of the request's receive queue, and the app's call (through
+    Hypercorn's `_handle`, which answers 500 for an app that fails), not yet started."""
     queue = ReceiveQueue(config.max_app_queue_size)
-    loop = self._loop
+    loop = group._loop
 
     def call_soon(func: Callable[..., Any], *args: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
 
-    self.spawn(
-        task_group._handle,
+    call = task_group._handle(
         app,
         config,
         scope,
@@ -123,7 +124,20 @@ async def _spawn_app(
         partial(loop.run_in_executor, None),
         call_soon,
     )
-    return queue.put
+    return queue.put, call
+
+
+async def _spawn_app(
+    self: task_group.TaskGroup,
+    app: AppWrapper,
+    config: Config,
+    scope: Scope,
+    send: Callable[[ASGISendEvent | None], Awaitable[None]],
+) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+    # Hypercorn 0.18's `TaskGroup.spawn_app`: the app's call in a task of the group.
+    put, call = app_call(self, app, config, scope, send)
+    self._task_group.create_task(call)
+    return put
 
 
 def built_on_this_hypercorn() -> bool:

@@ -32,6 +32,7 @@ from .embedded import (
 from .exits import Exit, Failure
 from .hub import Closed
 from .logs import redact_url
+from .publish_endpoint import PUBLISH_PATH
 from .runtime import Runtime
 from .settings import Settings
 
@@ -174,7 +175,8 @@ async def serve(settings: Settings, verifier: Verifier, group_dir: Path | None =
         log.info("Hypercorn's ended connections wait for the cyclic collector (another version)")
     if not idle.install():
         log.info("Hypercorn waits for each next request in a task (another version)")
-    if not http1.install():
+    # A publish is answered in its connection's own task: no task of its own per request.
+    if not http1.install(in_place=frozenset({(b"POST", PUBLISH_PATH.encode())})):
         log.info("Hypercorn reads HTTP/1.1 through h11 alone (a version tocsin was not built on)")
     runtime = Runtime(settings, telemetry.OtelTelemetry())
     app = create_app(settings, runtime, verifier)

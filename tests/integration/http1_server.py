@@ -12,11 +12,14 @@ The app answers by path, each answer a different way of framing one:
 `/close` an answer saying `connection: close`, `/te` one naming `transfer-encoding:
 chunked` itself, `/names` headers of mixed case, `/crash` an app that fails before
 answering, `/bad-header` a header value h11 refuses, `/short` a body shorter than its
-Content-Length, `/events` an SSE-like answer of several writes.
+Content-Length, `/events` an SSE-like answer of several writes, `/where` the name of the
+task that answers. `lean` answers `POST /echo`, `GET /crash`, `POST /early` and
+`POST /where` in the connection's own task (`IN_PLACE`), as `tocsin serve` answers a publish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 from typing import Any
@@ -26,6 +29,11 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from tocsin import http1, idle, receive_queue, response_head
+
+# Answered in the connection's own task by `lean` (once the whole body is here).
+IN_PLACE = frozenset(
+    {(b"POST", b"/echo"), (b"GET", b"/crash"), (b"POST", b"/early"), (b"POST", b"/where")}
+)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,6 +46,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/where":
+        # Which task answers: the connection's own, or one of the request's.
+        await receive()
+        task = asyncio.current_task()
+        where = task.get_coro().__qualname__.encode() if task is not None else b"none"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(where)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": where, "more_body": False})
         return
     if scope["path"] == "/early":
         # Answered without reading the request's body, as a refused token is.
@@ -110,7 +132,7 @@ async def main(lean: bool, keep_alive: float) -> None:
     response_head.install()
     idle.install()
     if lean:
-        http1.install()
+        http1.install(in_place=IN_PLACE)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until Hypercorn serves

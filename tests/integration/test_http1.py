@@ -133,6 +133,23 @@ def test_a_body_that_comes_after_its_head_is_read(ports: tuple[int, int]) -> Non
     assert body in answer
 
 
+def test_a_request_named_in_place_is_answered_in_the_connections_task(
+    ports: tuple[int, int],
+) -> None:
+    lean, h11 = ports
+    connection, own = b"worker_serve.<locals>._server_callback", b"_handle"
+    close = b"Connection: close\r\n"
+    whole = request(b"/where", b"POST", b"body", extra=close)
+    head, body = whole.split(b"\r\n\r\n", 1)
+    # Named in place (`IN_PLACE`), its whole body here: no task of its own.
+    assert exchange(lean, [whole]).endswith(connection)
+    # Its body still to come: its own task, which receives it as it comes.
+    assert exchange(lean, [head + b"\r\n\r\n", body], pause=0.2).endswith(own)
+    # Not named: its own task; h11 always gives one.
+    assert exchange(lean, [request(b"/where", extra=close)]).endswith(own)
+    assert exchange(h11, [whole]).endswith(own)
+
+
 def test_the_client_asking_to_close_is_answered_and_closed(ports: tuple[int, int]) -> None:
     closing = request(b"/len/4", extra=b"Connection: close\r\n")
     answer = both(ports, [closing])

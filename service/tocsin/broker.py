@@ -14,10 +14,9 @@ roll calls of streams opening), a literal one with one lookup. Opening 20,000 st
 that check was about a third of nats-server's CPU (perf).
 
 nats-py makes a queue and a task per subscription (about 4.5 KB). Here one
-dispatcher serves them all: each user's interest is a small slotted object in the
-client's subscription table, and a message is handed to the hub from nats-py's read
-loop, with no queue, task or wake-up in between. nats-py re-sends every subscription
-after a reconnect, these included (it reads `_subject`, `_queue` and `_max_msgs`).
+dispatcher serves them all: each user's interest is a `nats_direct.Direct`
+subscription, and a message is handed to the hub from nats-py's read loop, with no
+queue, task or wake-up in between.
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.protocol import command
 
+from . import nats_direct
 from .model import LIVE_PREFIX
 from .store import parse_timestamp_ns
 
@@ -55,40 +54,6 @@ OnAnswer = Callable[[str, Msg], None]
 def live_subject(user: str) -> str:
     """The core NATS subject carrying `user`'s live messages and signals."""
     return LIVE_PREFIX + user
-
-
-class _Interest:
-    """One user's subscription, as nats-py's client sees a subscription."""
-
-    __slots__ = ("_id", "_pending_queue", "_received", "_subject")
-
-    # What nats-py reads of every subscription and that never varies here.
-    _queue = ""
-    _max_msgs = 0
-    _jsi = None
-    _future = None
-    _pending_bytes_limit = 0
-    _wait_for_msgs_task = None
-    _message_iterator = None
-    _pending_next_msgs_calls = None
-
-    def __init__(self, sid: int, subject: str, dispatch: _Dispatch) -> None:
-        self._id = sid
-        self._subject = subject
-        self._pending_queue = dispatch
-        self._received = 0
-
-    @property
-    def _pending_size(self) -> int:
-        # Nothing is ever pending: the dispatcher hands each message on at once.
-        return 0
-
-    @_pending_size.setter
-    def _pending_size(self, _value: int) -> None:
-        pass
-
-    async def _drain(self) -> None:
-        pass
 
 
 class _Dispatch:
@@ -130,7 +95,7 @@ class Broker:
         self._nc = nc
         self._dispatch = _Dispatch(on_stored, on_signal)
         self._on_answer = on_answer
-        self._interests: dict[str, _Interest] = {}
+        self._interests: dict[str, nats_direct.Direct] = {}
         self._inbox = ""
         self._inbox_sub: Subscription | None = None
         # The round trip that will confirm every subscription sent since the last one
@@ -162,12 +127,9 @@ class Broker:
         after, so a read of the store after this may still race a publish elsewhere)."""
         if user in self._interests:
             return
-        nc: Any = self._nc
-        nc._sid += 1
-        interest = _Interest(nc._sid, live_subject(user), self._dispatch)
-        nc._subs[interest._id] = interest
+        interest = nats_direct.register(self._nc, live_subject(user), self._dispatch)
         self._interests[user] = interest
-        await nc._send_command(command.sub_cmd(interest._subject, "", interest._id))
+        await nats_direct.send(self._nc, interest)
         if self._nc.is_connected:
             await asyncio.shield(self._flushed())
 
@@ -214,13 +176,8 @@ class Broker:
     async def unsubscribe(self, user: str) -> None:
         """Stop receiving `user`'s live messages."""
         interest = self._interests.pop(user, None)
-        if interest is None:
-            return
-        nc: Any = self._nc
-        nc._subs.pop(interest._id, None)
-        if not self._nc.is_closed:
-            await nc._send_command(command.unsub_cmd(interest._id, 0))
-            await nc._flush_pending()
+        if interest is not None:
+            await nats_direct.unsubscribe(self._nc, interest)
 
     async def signal(self, user: str, data: bytes, *, reply: str = "") -> None:
         """Send `data` to every process holding `user` (this one too, if it does)."""

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js import JetStreamContext
+from nats.aio.msg import Msg
 
-from . import telemetry
+from . import nats_direct, telemetry
 from .entry import RETRACT_HEADER, TTL_HEADER, retract_targets
 from .ids import encode_id
 from .model import (
@@ -29,6 +30,11 @@ from .store import StoreUnavailable, stream_epoch
 
 DEFAULT_STREAM = "TOCSIN"
 IDEMPOTENCY_KEY_MAX = 128
+# How long a publish waits for the stream's acknowledgement (nats-py's JetStream default).
+ACK_TIMEOUT = 5.0
+EXPECTED_STREAM = "Nats-Expected-Stream"
+# The status nats-server answers a request with when nothing subscribes to its subject.
+NO_RESPONDERS_STATUS = "503"
 
 
 class PartialPublish(StoreUnavailable):
@@ -44,18 +50,103 @@ def valid_idempotency_key(key: str) -> bool:
     return 0 < len(key) <= IDEMPOTENCY_KEY_MAX and all(33 <= ord(c) <= 126 for c in key)
 
 
+class _Acks:
+    """This process's publishes waiting for their acknowledgements: one inbox
+    subscription, whose answers nats-py hands over in its read loop (`nats_direct`), and
+    a future and a timer per publish out.
+
+    nats-py's JetStream publish is a request: a wake-up of its subscription's task per
+    answer, an `asyncio.wait_for`, and the answer parsed by `json` into a dataclass.
+    Publishing 20,000 against a real nats-server, 32 at a time, it cost the publisher
+    27-30 us of CPU each, this 13 us (a loop of each, twice). The answers and errors
+    are nats-py's own: `nats.errors.TimeoutError` after ACK_TIMEOUT seconds,
+    `NoStreamResponseError` when no stream takes the subject, and the stream's own
+    refusal as nats-py's `APIError`.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._lock = asyncio.Lock()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._next = 0
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
+        """Publish, and wait for the stream's sequence of what it stored."""
+        prefix = self._prefix or await self._subscribe()
+        self._next += 1
+        token = str(self._next)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = answer
+        try:
+            await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
+            timer = loop.call_later(ACK_TIMEOUT, _time_out, answer)
+            try:
+                msg = await answer
+            finally:
+                timer.cancel()
+        finally:
+            del self._waiting[token]
+        return _stored_seq(msg)
+
+    def put_nowait(self, msg: Msg) -> None:
+        """An answer (in nats-py's read loop)."""
+        answer = self._waiting.get(msg.subject[len(self._prefix) :])
+        if answer is not None and not answer.done():
+            answer.set_result(msg)
+
+    async def _subscribe(self) -> str:
+        async with self._lock:
+            if not self._prefix:
+                prefix = self._nc.new_inbox() + "."
+                # Sent ahead of the first publish: its answer finds the subscription.
+                await nats_direct.subscribe(self._nc, prefix + "*", self)
+                self._prefix = prefix
+        return self._prefix
+
+
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish: where it was stored, or why not."""
+
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
+
+
+def _time_out(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(nats.errors.TimeoutError())
+
+
+def _stored_seq(msg: Msg) -> int:
+    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+        raise nats.js.errors.NoStreamResponseError
+    try:
+        ack = _decode_ack(msg.data)
+    except msgspec.DecodeError as err:
+        raise nats.errors.Error(f"nats: an acknowledgement that cannot be read: {err}") from None
+    if ack.error is not None:
+        nats.js.errors.APIError.from_error(ack.error)  # raises the error it names
+    if ack.seq <= 0:
+        raise nats.errors.Error("nats: an acknowledgement without a sequence")
+    return ack.seq
+
+
 class Publisher:
     """Stores notifications in the stream and answers their ids."""
 
-    def __init__(self, js: JetStreamContext, stream: str, epoch: str) -> None:
-        self._js = js
+    def __init__(self, nc: Client, stream: str, epoch: str) -> None:
+        self._acks = _Acks(nc)
         self._stream = stream
         self.epoch = epoch
 
     @classmethod
     async def connect(cls, nc: Client, stream: str = DEFAULT_STREAM) -> Publisher:
         """A publisher for the stream `stream` reached through `nc`."""
-        return cls(nc.jetstream(), stream, await stream_epoch(nc, stream))
+        return cls(nc, stream, await stream_epoch(nc, stream))
 
     async def publish(
         self,
@@ -141,14 +232,14 @@ class Publisher:
 
     async def _publish_one(self, user: str, payload: bytes, headers: dict[str, str] | None) -> int:
         with telemetry.producing(SUBJECT_PREFIX + user, headers) as produced:
+            # Stored only by this stream, as nats-py's `stream=` asks.
+            sent = {**(produced.headers or {}), EXPECTED_STREAM: self._stream}
             try:
-                ack = await self._js.publish(
-                    SUBJECT_PREFIX + user, payload, stream=self._stream, headers=produced.headers
-                )
+                seq = await self._acks.publish(SUBJECT_PREFIX + user, payload, sent)
             except (TimeoutError, nats.errors.Error) as err:
                 raise StoreUnavailable(str(err) or type(err).__name__) from err
-            produced.stored(self.epoch, int(ack.seq))
-        return int(ack.seq)
+            produced.stored(self.epoch, seq)
+        return seq
 
 
 def expiry_ttl(body: NotificationBody, now: datetime | None = None) -> str | None:

@@ -133,7 +133,7 @@ class Runtime:
             history=history,
             broker=broker,
             feeds=Feeds(store, history, states, self.hub),
-            publisher=Publisher(store.js, self.settings.stream, store.epoch),
+            publisher=Publisher(nc, self.settings.stream, store.epoch),
             states=states,
         )
 

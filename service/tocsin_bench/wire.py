@@ -194,12 +194,22 @@ class SseStream(asyncio.Protocol):
 
 
 class KeepAlive:
-    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads each answer."""
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads each answer; opened
+    anew after an answer saying `Connection: close` (Hypercorn says so after
+    `keep_alive_max_requests`, 1,000 by default)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        head: bytes,
+        address: tuple[str, int],
+    ):
         self._reader = reader
         self._writer = writer
         self._head = head
+        self._address = address
+        self._closing = False
 
     @classmethod
     async def open(cls, host: str, port: int, path: str, token: str) -> KeepAlive:
@@ -209,17 +219,24 @@ class KeepAlive:
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         ).encode()
-        return cls(reader, writer, head)
+        return cls(reader, writer, head, (host, port))
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
         """POST `body`; the status and the answer's body."""
+        if self._closing:
+            self._writer.close()
+            self._reader, self._writer = await asyncio.open_connection(*self._address)
+            self._closing = False
         self._writer.write(self._head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
+            name = line[:15].lower()
+            if name == b"content-length:":
                 length = int(line[15:])
+            elif name[:11] == b"connection:" and b"close" in line[11:].lower():
+                self._closing = True
         return status, await self._reader.readexactly(length)
 
     def close(self) -> None:

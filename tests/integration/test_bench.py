@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from tocsin.embedded import free_port
+from tocsin_bench.wire import KeepAlive
+
+from support import Tocsin, publisher_token
 
 TINY = {
     "fanout": ["--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1"],
@@ -188,3 +191,16 @@ def test_fleet_says_what_is_wrong_before_starting_anything() -> None:
     assert code == 2 and "cannot import tocsin" in output, output
     code, _rows, output = bench("fleet", "--target", "http://127.0.0.1:1")
     assert code == 2 and "--target does not apply" in output, output
+
+
+async def test_a_keep_alive_connection_the_server_closes_is_opened_anew(tocsin: Tocsin) -> None:
+    # Hypercorn answers the 1,000th request on a connection with `Connection: close`
+    # (`keep_alive_max_requests`); the bench's load goes on over a new connection.
+    host, port = tocsin.url.removeprefix("http://").rsplit(":", 1)
+    conn = await KeepAlive.open(host, int(port), "/notifications", publisher_token())
+    body = b'{"recipients": ["alice"], "kind": "k", "subject_id": "s", "text": "t"}'
+    try:
+        statuses = [(await conn.post(body))[0] for _ in range(1_005)]
+    finally:
+        conn.close()
+    assert statuses == [202] * 1_005

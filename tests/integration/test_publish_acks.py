@@ -1,0 +1,80 @@
+"""`Publisher` waits for each notification's acknowledgement on an inbox of its own
+(`publisher._Acks`), against a real nats-server: every publish gets its own sequence,
+the one the stream stored it at, and a publish the stream does not take fails with
+nats-py's own error, never with an id."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from tocsin import publisher
+from tocsin.embedded import EmbeddedNats
+from tocsin.ids import decode_id
+from tocsin.model import NotificationBody
+from tocsin.publisher import PartialPublish, Publisher
+from tocsin.settings import Settings
+from tocsin.store import Store
+
+BODY = NotificationBody(kind="comment.created", subject_id="post:1", text="hello")
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_each_publish_gets_the_sequence_it_was_stored_at(nc: Client) -> None:
+    await Store(nc, Settings()).ensure()
+    pub = await Publisher.connect(nc)
+    users = [f"u{i}" for i in range(200)]
+    # Many at once, on one inbox: each answer must reach its own publish.
+    ids = await asyncio.gather(*(pub.publish([user], BODY) for user in users))
+    js = nc.jetstream()
+    seqs = [decode_id(i).seq for (i,) in ids]
+    assert sorted(seqs) == list(range(1, 201))
+    for user, seq in zip(users, seqs, strict=True):
+        stored = await js.get_msg(Settings().stream, seq)
+        assert stored.subject == f"tocsin.user.{user}"
+    # One request, many recipients: in recipient order.
+    batch = await pub.publish(["a", "b", "c"], BODY)
+    assert [decode_id(i).seq for i in batch] == [201, 202, 203]
+
+
+async def test_no_stream_for_the_subject_fails_with_no_id(nc: Client) -> None:
+    # Nothing stores tocsin.user.*: nats-server answers that no one took it.
+    pub = Publisher(nc, "TOCSIN", "aaaaaaaa")
+    with pytest.raises(PartialPublish) as refused:
+        await pub.publish(["alice"], BODY)
+    assert refused.value.ids == [None]
+    assert "no response from stream" in str(refused.value)
+
+
+async def test_another_stream_taking_the_subject_is_refused(nc: Client) -> None:
+    js = nc.jetstream()
+    await js.add_stream(name="OTHER", subjects=["tocsin.user.*"])
+    pub = Publisher(nc, "TOCSIN", "aaaaaaaa")
+    with pytest.raises(PartialPublish) as refused:
+        await pub.publish(["alice"], BODY)
+    assert refused.value.ids == [None]
+    assert "expected stream does not match" in str(refused.value)
+    assert (await js.stream_info("OTHER")).state.messages == 0
+
+
+async def test_an_unanswered_publish_times_out(nc: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A core subscriber takes the subject and never answers.
+    monkeypatch.setattr(publisher, "ACK_TIMEOUT", 0.3)
+    await nc.subscribe("tocsin.user.*")
+    pub = Publisher(nc, "TOCSIN", "aaaaaaaa")
+    with pytest.raises(PartialPublish) as refused:
+        await pub.publish(["alice"], BODY)
+    assert "timeout" in str(refused.value)
+    assert not pub._acks._waiting  # nothing left waiting

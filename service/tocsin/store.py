@@ -16,10 +16,10 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, StorageType, StreamConfig
 
+from . import nats_direct
 from .ids import epoch_of
 from .model import LIVE_PREFIX, SUBJECT_PREFIX
 from .settings import Settings
@@ -179,8 +179,9 @@ class Store:
         self.epoch = ""
         self._direct_subject = f"$JS.API.DIRECT.GET.{settings.stream}"
         self._inbox = ""
-        self._inbox_sub: Subscription | None = None
-        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._inbox_sub: nats_direct.Direct | None = None
+        self._replies = _Replies()
+        self._waiting = self._replies.waiting
         self._next_token = 0
         # Thousands of streams resuming at once would otherwise all ask at once, and the
         # answers (parsed here, in one event loop) would outlast the read timeout; queued,
@@ -204,7 +205,7 @@ class Store:
     async def listen(self) -> None:
         """Start receiving direct-get replies (`ensure` does it; reads need it)."""
         self._inbox = self.nc.new_inbox()
-        self._inbox_sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply)
+        self._inbox_sub = await nats_direct.subscribe(self.nc, self._inbox + ".*", self._replies)
 
     async def _ensure_bucket(self) -> None:
         config = KeyValueConfig(
@@ -228,7 +229,7 @@ class Store:
     async def close(self) -> None:
         """Stop listening for direct-get replies."""
         if self._inbox_sub is not None:
-            await self._inbox_sub.unsubscribe()
+            await nats_direct.unsubscribe(self.nc, self._inbox_sub)
             self._inbox_sub = None
 
     def subject(self, user: str) -> str:
@@ -388,8 +389,19 @@ class Store:
         finally:
             del self._waiting[token]
 
-    async def _on_reply(self, msg: Msg) -> None:
-        queue = self._waiting.get(msg.subject.rpartition(".")[2])
+
+class _Replies:
+    """Where direct-get replies go, in nats-py's read loop (`nats_direct`: no task of the
+    subscription woken per reply): each to the queue of the read that asked, found by the
+    last token of its subject."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Queue[Msg]] = {}
+
+    def put_nowait(self, msg: Msg) -> None:
+        queue = self.waiting.get(msg.subject.rpartition(".")[2])
         if queue is not None:
             queue.put_nowait(msg)
 

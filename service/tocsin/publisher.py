@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,9 +52,11 @@ def valid_idempotency_key(key: str) -> bool:
 
 
 class _Acks:
-    """This process's publishes waiting for their acknowledgements: one inbox
+    """A NATS connection's publishes waiting for their acknowledgements: one inbox
     subscription, whose answers nats-py hands over in its read loop (`nats_direct`), and
-    a future and a timer per publish out.
+    a future and a timer per publish out. Every `Publisher` on the connection shares it
+    (`_acks_of`), as nats-py's requests share one inbox: one made per publisher would be
+    a subscription left behind by each `publish()` call.
 
     nats-py's JetStream publish is a request: a wake-up of its subscription's task per
     answer, an `asyncio.wait_for`, and the answer parsed by `json` into a dataclass.
@@ -64,23 +67,27 @@ class _Acks:
     refusal as nats-py's `APIError`.
     """
 
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
+    def __init__(self) -> None:
+        # No reference to the connection: `_acks_of` keeps this for as long as the
+        # connection lives, and no longer.
         self._prefix = ""
         self._lock = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._next = 0
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
-        """Publish, and wait for the stream's sequence of what it stored."""
-        prefix = self._prefix or await self._subscribe()
+    async def publish(
+        self, nc: Client, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> int:
+        """Publish through `nc` (the connection this belongs to), and wait for the
+        stream's sequence of what it stored."""
+        prefix = self._prefix or await self._subscribe(nc)
         self._next += 1
         token = str(self._next)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = answer
         try:
-            await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
+            await nc.publish(subject, payload, reply=prefix + token, headers=headers)
             timer = loop.call_later(ACK_TIMEOUT, _time_out, answer)
             try:
                 msg = await answer
@@ -96,14 +103,24 @@ class _Acks:
         if answer is not None and not answer.done():
             answer.set_result(msg)
 
-    async def _subscribe(self) -> str:
+    async def _subscribe(self, nc: Client) -> str:
         async with self._lock:
             if not self._prefix:
-                prefix = self._nc.new_inbox() + "."
+                prefix = nc.new_inbox() + "."
                 # Sent ahead of the first publish: its answer finds the subscription.
-                await nats_direct.subscribe(self._nc, prefix + "*", self)
+                await nats_direct.subscribe(nc, prefix + "*", self)
                 self._prefix = prefix
         return self._prefix
+
+
+_acks_of: weakref.WeakKeyDictionary[Client, _Acks] = weakref.WeakKeyDictionary()
+
+
+def _acks(nc: Client) -> _Acks:
+    acks = _acks_of.get(nc)
+    if acks is None:
+        acks = _acks_of[nc] = _Acks()
+    return acks
 
 
 class _PubAck(msgspec.Struct):
@@ -139,7 +156,8 @@ class Publisher:
     """Stores notifications in the stream and answers their ids."""
 
     def __init__(self, nc: Client, stream: str, epoch: str) -> None:
-        self._acks = _Acks(nc)
+        self._nc = nc
+        self._acks = _acks(nc)
         self._stream = stream
         self.epoch = epoch
 
@@ -235,7 +253,7 @@ class Publisher:
             # Stored only by this stream, as nats-py's `stream=` asks.
             sent = {**(produced.headers or {}), EXPECTED_STREAM: self._stream}
             try:
-                seq = await self._acks.publish(SUBJECT_PREFIX + user, payload, sent)
+                seq = await self._acks.publish(self._nc, SUBJECT_PREFIX + user, payload, sent)
             except (TimeoutError, nats.errors.Error) as err:
                 raise StoreUnavailable(str(err) or type(err).__name__) from err
             produced.stored(self.epoch, seq)

@@ -16,7 +16,7 @@ from tocsin import publisher
 from tocsin.embedded import EmbeddedNats
 from tocsin.ids import decode_id
 from tocsin.model import NotificationBody
-from tocsin.publisher import PartialPublish, Publisher
+from tocsin.publisher import PartialPublish, Publisher, publish
 from tocsin.settings import Settings
 from tocsin.store import Store
 
@@ -78,3 +78,14 @@ async def test_an_unanswered_publish_times_out(nc: Client, monkeypatch: pytest.M
         await pub.publish(["alice"], BODY)
     assert "timeout" in str(refused.value)
     assert not pub._acks._waiting  # nothing left waiting
+
+
+async def test_publishers_on_one_connection_share_one_inbox(nc: Client) -> None:
+    # `publish()` makes a Publisher per call: no call may leave a subscription behind.
+    await Store(nc, Settings()).ensure()
+    await publish(nc, "alice", kind="k", subject_id="s", text="first")
+    subscriptions = len(nc._subs)
+    for n in range(20):
+        await publish(nc, "alice", kind="k", subject_id="s", text=f"again {n}")
+    assert len(nc._subs) == subscriptions
+    assert (await nc.jetstream().stream_info(Settings().stream)).state.messages == 21

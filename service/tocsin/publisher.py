@@ -27,7 +27,7 @@ from .model import (
     encode,
     is_user_id,
 )
-from .store import StoreUnavailable, stream_epoch
+from .store import STATUS, StoreUnavailable, stream_epoch
 
 DEFAULT_STREAM = "TOCSIN"
 IDEMPOTENCY_KEY_MAX = 128
@@ -139,7 +139,7 @@ def _time_out(answer: asyncio.Future[Msg]) -> None:
 
 
 def _stored_seq(msg: Msg) -> int:
-    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+    if msg.headers and msg.headers.get(STATUS) == NO_RESPONDERS_STATUS:
         raise nats.js.errors.NoStreamResponseError
     try:
         ack = _decode_ack(msg.data)

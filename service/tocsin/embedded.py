@@ -39,12 +39,22 @@ def nats_server_binary() -> str:
     return found
 
 
+# Ports `free_port` has handed out in this process. The kernel may give the same free port to
+# two asks in a row when the first has not been bound yet (seen: `tocsin serve` told to listen
+# for HTTP and for its embedded NATS on one port, and failing with "address in use").
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on `host` that nothing listens on right now, never one this process was
+    handed before: two asks before either port is bound get two ports."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def address_free(host: str, port: int) -> bool:

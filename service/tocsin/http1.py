@@ -45,7 +45,6 @@ made an `H11Protocol`; any other version is left as it is.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from itertools import chain
@@ -81,7 +80,6 @@ from hypercorn.typing import (
     WorkerContext,
 )
 
-from .idle import Idle
 from .receive_queue import app_call, built_on_this_hypercorn
 
 STREAM_ID = 1
@@ -299,11 +297,6 @@ class Http1:
         self._answered = False
         self._closed = False
         self._last = False
-        # The wait for the next request after the first is a timer here, as the first's
-        # is in `TCPServer` (`idle.IdleTimer`), with no `Updated` event sent through the
-        # server per request; worker shutdown closes idle connections through `Idle`.
-        self._first = True
-        self._idle: asyncio.TimerHandle | None = None
         # Where `write_now` writes: the connection's writer and the lock Hypercorn's sends
         # take (none when the connection is not Hypercorn's asyncio `TCPServer`'s).
         server = getattr(send, "__self__", None)
@@ -320,7 +313,6 @@ class Http1:
             await self._read()
         elif isinstance(event, Closed):
             self._closed = True
-            self._busy()
             await self.can_read.set()
             await self._close_stream()
 
@@ -377,11 +369,7 @@ class Http1:
             await self._begin(head)
 
     async def _begin(self, head: _Head) -> None:
-        if self._first:
-            self._first = False
-            await self.send(Updated(idle=False))  # stops Hypercorn's wait for the first
-        else:
-            self._busy()
+        await self.send(Updated(idle=False))  # stops the server's wait for this request
         self._method, self._keep_alive, self._last = (
             head.method,
             head.keep_alive,
@@ -446,9 +434,6 @@ class Http1:
         )
         self._h11.keep_alive_requests = self.keep_alive_requests
         data, self._buffer = bytes(self._buffer), bytearray()
-        if not self._first:
-            self._busy()
-            await self.send(Updated(idle=True))  # Hypercorn's idle wait, h11's from here
         await self._h11.handle(RawData(data=data))
 
     async def stream_send(self, event: StreamEvent) -> None:
@@ -535,7 +520,7 @@ class Http1:
         ):
             self._sending = None
             await self.can_read.set()
-            self._await_next()
+            await self.send(Updated(idle=True))  # the server waits for the next request
         else:
             self._closed = True
             await self.can_read.set()
@@ -545,30 +530,6 @@ class Http1:
         if self.stream is not None:
             stream, self.stream = self.stream, None
             await stream.handle(StreamClosed(stream_id=STREAM_ID))
-
-    def _await_next(self) -> None:
-        """Wait (at most Hypercorn's `keep_alive_timeout`) for the next request."""
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self.config.keep_alive_timeout, self.expire)
-        Idle.of(self.context).conns.add(self)
-
-    def _busy(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-            Idle.of(self.context).conns.discard(self)
-
-    def expire(self) -> None:
-        """The connection waited too long for its next request, or the worker is
-        shutting down: close it if it is still idle."""
-        if self._idle is not None:
-            self._busy()
-            self.task_group.spawn(self._close_idle)
-
-    async def _close_idle(self) -> None:
-        if self.stream is None and not self._closed and self._h11 is None:
-            self._closed = True
-            await self.send(Closed())
 
 
 class _Stream(HTTPStream):

@@ -5,11 +5,11 @@ Hypercorn 0.18's `TCPServer` waits for a connection's next request (at most
 `asyncio.wait_for` gives a second task, behind a lock: made when the connection opens
 and at the end of every request, cancelled and awaited when the next one starts. Per
 stream opened that was 4.6% of a worker's CPU (py-spy, opening 15,000 streams); per
-request kept alive, a quarter of an empty answer's (`Http1` has used a timer after the
-first request since 2 December).
+request kept alive, a quarter of an empty answer's.
 
 `IdleTimer` takes the place of that task for every connection, whichever protocol
-serves it (it keeps the task's `restart`/`stop`); `Idle` is what closes a worker's idle
+serves it (it keeps the task's `restart`/`stop`, which both `H11Protocol` and `Http1`
+reach by sending `Updated(idle=...)`); `Idle` is what closes a worker's idle
 connections at once when it shuts down, as the task's wait on `terminated` did.
 `install()` does it for Hypercorn 0.18 only (the version pinned in uv.lock).
 """
@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from hypercorn.asyncio import tcp_server
 from hypercorn.asyncio.tcp_server import TCPServer
@@ -29,20 +29,13 @@ from hypercorn.typing import TaskGroup, WorkerContext
 from .receive_queue import built_on_this_hypercorn
 
 
-class Expires(Protocol):
-    """A connection waiting for its next request."""
-
-    def expire(self) -> None:
-        """Close the connection if it is still waiting."""
-
-
 class Idle:
     """A worker's connections waiting for their next request: closed when it shuts down."""
 
     _of: ClassVar[weakref.WeakKeyDictionary[WorkerContext, Idle]] = weakref.WeakKeyDictionary()
 
     def __init__(self, context: WorkerContext) -> None:
-        self.conns: set[Expires] = set()
+        self.conns: set[IdleTimer] = set()
         self._watch = asyncio.get_running_loop().create_task(self._close_at_shutdown(context))
 
     @classmethod

@@ -66,9 +66,17 @@ class IdleTimer:
     async def restart(self, task_group: TaskGroup, action: Callable[[], Any]) -> None:
         """Start waiting afresh. `action` is the server's own `_idle_timeout`: the
         server it belongs to is the one closed."""
-        self._cancel()
         server = getattr(action, "__self__", None)
         assert isinstance(server, TCPServer), "IdleTimer serves Hypercorn's TCPServer only"
+        self.wait(server, task_group)
+
+    async def stop(self) -> None:
+        """A request has begun, or the connection is closing: stop waiting."""
+        self.cancel()
+
+    def wait(self, server: TCPServer, task_group: TaskGroup) -> None:
+        """`restart`, called in place: wait afresh for `server`'s next request."""
+        self.cancel()
         self._server, self._task_group = server, task_group
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(server.config.keep_alive_timeout, self.expire)
@@ -77,11 +85,8 @@ class IdleTimer:
         if server.context.terminated.is_set():
             self.expire()
 
-    async def stop(self) -> None:
-        """A request has begun, or the connection is closing: stop waiting."""
-        self._cancel()
-
-    def _cancel(self) -> None:
+    def cancel(self) -> None:
+        """`stop`, called in place."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -93,7 +98,7 @@ class IdleTimer:
         if self._timer is None:
             return
         server, task_group = self._server, self._task_group
-        self._cancel()
+        self.cancel()
         assert server is not None and task_group is not None
         # RuntimeError: the connection's task group has ended; it is closing already.
         with contextlib.suppress(RuntimeError):

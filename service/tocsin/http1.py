@@ -26,10 +26,14 @@ the body, up to `DISCARD_MAX` bytes, is read and dropped, where h11 closes the
 connection, and a client that sent its next request on it got no answer.
 
 A request named at `install` (tocsin names `POST /notifications`) is answered in the
-connection's own task once its whole body is here: the app is awaited there, through
-Hypercorn's `HTTPStream` as any other request, instead of in a task made for it. An
-HTTP/1.1 connection answers one request at a time anyway; what is saved is the task.
-Any other request, or one whose body is still to come, gets its own task as before.
+connection's own task once its whole body is here (`_Exchange`): the app is awaited
+there, given the scope, the checks of what it sends, the 500 for an app that ends
+before answering and the access log that Hypercorn's `HTTPStream` gives a request, but
+none of its events, receive queue or task, and its answer is handed to the socket at
+once when nothing is ahead of it. An HTTP/1.1 connection answers one request at a time
+anyway. Any other request, or one whose body is still to come, goes through `HTTPStream`
+in a task of its own, as Hypercorn serves it. tests/integration/test_http1.py compares
+the bytes of every exchange answered either way with h11's.
 
 A chunk of an answer under way can also be written in place (`write_now`, reached from
 the app through `in_place_writer(send)`), from outside the app's task: an open stream's
@@ -45,15 +49,17 @@ made an `H11Protocol`; any other version is left as it is.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from itertools import chain
+from time import time
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import h11
 from h11 import _abnf
 from hypercorn import protocol as hypercorn_protocol
-from hypercorn.asyncio import task_group
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
@@ -69,16 +75,17 @@ from hypercorn.protocol.events import (
 )
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.protocol.http_stream import HTTPStream
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 from hypercorn.typing import (
     AppWrapper,
     ASGIReceiveEvent,
     ASGISendEvent,
     ConnectionState,
-    Scope,
+    HTTPScope,
     TaskGroup,
     WorkerContext,
 )
+from hypercorn.utils import UnexpectedMessageError, build_and_validate_headers, suppress_body
 
 from .idle import IdleTimer
 from .receive_queue import app_call, built_on_this_hypercorn
@@ -284,7 +291,7 @@ class Http1:
         self.send = send
         self.keep_alive_requests = 0
         self.can_read = context.event_class()
-        self.stream: HTTPStream | None = None
+        self.stream: HTTPStream | _Exchange | None = None
         self._h11: H11Protocol | None = None
         self._buffer = bytearray()
         self._method = b""
@@ -387,17 +394,28 @@ class Http1:
         )
         self._receiving, self._sending, self._chunked = head.length, None, False
         self._head, self._answered = b"", False
-        in_place = (
+        path, _, query = head.target.partition(b"?")
+        if (
             head.length <= len(self._buffer)
-            and (head.method, head.target.partition(b"?")[0]) in self.in_place
-        )
-        group = _InPlace(self.task_group) if in_place else self.task_group
+            and (head.method, path) in self.in_place
+            and not self.config.server_names
+        ):
+            # The whole body is here: answered in this task.
+            body = bytes(self._buffer[: head.length])
+            del self._buffer[: head.length]
+            self._receiving = 0
+            exchange = _Exchange(self, head, path, query)
+            self.stream = exchange
+            self.keep_alive_requests += 1
+            await self.context.mark_request()
+            await exchange.run(body)
+            return
         self.stream = _Stream(
             self,
             self.app,
             self.config,
             self.context,
-            group,
+            self.task_group,
             self.ssl,
             self.client,
             self.server,
@@ -416,17 +434,7 @@ class Http1:
         )
         self.keep_alive_requests += 1
         await self.context.mark_request()
-        if isinstance(group, _InPlace):
-            # The whole body is here: hand it over, then answer in this task.
-            if self._receiving:
-                data = bytes(self._buffer[: self._receiving])
-                del self._buffer[: self._receiving]
-                self._receiving = 0
-                await self.stream.handle(Body(stream_id=STREAM_ID, data=data))
-            if self.stream is not None:
-                await self.stream.handle(EndBody(stream_id=STREAM_ID))
-            await group.run()
-        elif not self._receiving and self.stream is not None:
+        if not self._receiving and self.stream is not None:
             await self.stream.handle(EndBody(stream_id=STREAM_ID))
 
     async def _to_h11(self) -> None:
@@ -448,33 +456,41 @@ class Http1:
 
     async def stream_send(self, event: StreamEvent) -> None:
         if isinstance(event, Response):
-            headers = list(chain(event.headers, self.config.response_headers("h11")))
-            if event.status_code < 200:
-                await self.send(RawData(data=informational_head(event.status_code, headers)))
-                return
-            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
-                headers.append((b"connection", b"close"))
-            head, body, self._keep_alive = response_head(
-                event.status_code, headers, self._method, self._keep_alive
-            )
-            self._chunked, self._sending = body == -1, max(body, 0)
-            if self._method == b"HEAD" or event.status_code in (204, 304):
-                await self.send(RawData(data=head))  # no body event may come for a while
-            else:
-                self._head = head
+            await self._start(event.status_code, event.headers)
         elif isinstance(event, Body):
             await self._write(self._framed(event.data))
         elif isinstance(event, EndBody):
-            if self._sending:
-                raise h11.LocalProtocolError("Too little data for declared Content-Length")
-            self._answered = True
-            await self._write(b"0\r\n\r\n" if self._chunked else b"")
+            await self._end()
         elif isinstance(event, Data):
             await self.send(RawData(data=event.data))
         elif isinstance(event, InformationalResponse | EndData):
             pass
         elif isinstance(event, StreamClosed):
             await self._recycle()
+
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """An answer's head: framed now, written with the body's first bytes."""
+        headers = list(chain(headers, self.config.response_headers("h11")))
+        if status < 200:
+            await self.send(RawData(data=informational_head(status, headers)))
+            return
+        if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+            headers.append((b"connection", b"close"))
+        head, body, self._keep_alive = response_head(
+            status, headers, self._method, self._keep_alive
+        )
+        self._chunked, self._sending = body == -1, max(body, 0)
+        if self._method == b"HEAD" or status in (204, 304):
+            await self.send(RawData(data=head))  # no body event may come for a while
+        else:
+            self._head = head
+
+    async def _end(self) -> None:
+        """The answer is whole."""
+        if self._sending:
+            raise h11.LocalProtocolError("Too little data for declared Content-Length")
+        self._answered = True
+        await self._write(b"0\r\n\r\n" if self._chunked else b"")
 
     def write_now(self, data: bytes) -> bool:
         """Write `data` as the next chunk of the answer under way, at once and in place,
@@ -511,8 +527,23 @@ class Http1:
     async def _write(self, data: bytes) -> None:
         if self._head:
             data, self._head = self._head + data, b""
-        if data:
+        if data and not self._write_in_place(data):
             await self.send(RawData(data=data))
+
+    def _write_in_place(self, data: bytes) -> bool:
+        """Hand `data` to the socket at once when nothing is ahead of it (no send under
+        way, nothing left in the transport's buffer), as Hypercorn's send would with no
+        wait to follow; False: nothing written (send it as usual, which waits for the
+        socket to drain)."""
+        out = self._out
+        if out is None:
+            return False
+        writer, lock = out
+        transport = writer.transport
+        if lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(data)
+        return True
 
     async def _recycle(self) -> None:
         # Hypercorn's `H11Protocol._maybe_recycle`: the next request on a connection
@@ -556,33 +587,104 @@ class _Stream(HTTPStream):
         self._http1 = protocol
 
 
-class _InPlace:
-    """The connection's task group, as one request's stream sees it: the app's call is
-    kept, to be awaited in the connection's own task (`run`), not spawned."""
+class _Exchange:
+    """One request answered in its connection's task, its whole body already here: the
+    ASGI side Hypercorn's `HTTPStream` gives an HTTP/1.1 request (the same scope, the
+    same checks of what the app sends, a 500 for an app that ends before answering, the
+    access log), without its events, its receive queue or a task.
 
-    __slots__ = ("_call", "_group")
+    The app receives the body in one `http.request` event; a second `receive` waits for
+    `http.disconnect`, sent once the answer is whole (as `HTTPStream` sends it)."""
 
-    def __init__(self, group: TaskGroup) -> None:
-        self._group = group
-        self._call: Coroutine[Any, Any, None] | None = None
+    __slots__ = ("_closed", "_disconnect", "_http1", "_response", "_started", "_state", "scope")
 
-    async def spawn_app(
-        self,
-        app: AppWrapper,
-        config: Config,
-        scope: Scope,
-        send: Callable[[ASGISendEvent | None], Awaitable[None]],
-    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
-        assert isinstance(self._group, task_group.TaskGroup)
-        put, self._call = app_call(self._group, app, config, scope, send)
-        return put
+    def __init__(self, http1: Http1, head: _Head, path: bytes, query: bytes) -> None:
+        self._http1 = http1
+        self._started = time()
+        self._state = ASGIHTTPState.REQUEST
+        self._response: Any = None
+        self._closed = False
+        self._disconnect: asyncio.Future[None] | None = None
+        self.scope: HTTPScope = {
+            "type": "http",
+            "http_version": "1.1",
+            "asgi": {"spec_version": "2.1", "version": "3.0"},
+            "method": head.method.decode("ascii"),
+            "scheme": "https" if http1.ssl else "http",
+            "path": unquote(path.decode("ascii")),
+            "raw_path": path,
+            "query_string": query,
+            "root_path": http1.config.root_path,
+            "headers": head.headers,
+            "client": http1.client,
+            "server": http1.server,
+            "state": http1.connection_state.copy(),  # type: ignore[typeddict-item]
+            "extensions": {},
+        }
 
-    async def run(self) -> None:
-        """Answer the request: the app's call, awaited here (none when Hypercorn refused
-        the request before calling it)."""
-        call, self._call = self._call, None
-        if call is not None:
-            await call
+    async def run(self, body: bytes) -> None:
+        """Call the app and answer the request."""
+        received = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> ASGIReceiveEvent:
+            if received:
+                return received.pop()  # type: ignore[return-value]
+            if not self._closed:
+                self._disconnect = asyncio.get_running_loop().create_future()
+                await self._disconnect
+            return {"type": "http.disconnect"}
+
+        http1 = self._http1
+        await app_call(http1.app, http1.config, self.scope, receive, self.send)
+
+    async def send(self, message: ASGISendEvent | None) -> None:
+        """The app's `send` (`HTTPStream.app_send`, for HTTP/1.1)."""
+        http1 = self._http1
+        if message is None:  # the app has returned
+            if not self._closed:
+                if self._state is ASGIHTTPState.REQUEST:
+                    await http1._start(500, [(b"content-length", b"0"), (b"connection", b"close")])
+                    await http1._end()
+                    await self._log({"status": 500, "headers": []})
+                await http1._recycle()
+            return
+        event: Any = message  # one of the ASGI events, told apart by its type
+        kind = event["type"]
+        if kind == "http.response.start" and self._state is ASGIHTTPState.REQUEST:
+            self._response = event
+            await http1._start(
+                int(event["status"]), build_and_validate_headers(event.get("headers", ()))
+            )
+            self._state = ASGIHTTPState.RESPONSE
+        elif kind == "http.response.body" and self._state is ASGIHTTPState.RESPONSE:
+            response = self._response
+            data = event.get("body", b"")
+            if data != b"" and not suppress_body(self.scope["method"], int(response["status"])):
+                await http1._write(http1._framed(bytes(data)))
+            if not event.get("more_body", False):
+                if response.get("trailers", False):
+                    self._state = ASGIHTTPState.TRAILERS
+                else:
+                    await http1._end()
+                    await self._log(response)
+                    await http1._recycle()
+        else:
+            raise UnexpectedMessageError(self._state, kind)
+
+    async def _log(self, response: Any) -> None:
+        """The answer is whole: the access log's line."""
+        self._state = ASGIHTTPState.CLOSED
+        await self._http1.config.log.access(self.scope, response, time() - self._started)
+
+    async def handle(self, event: StreamEvent) -> None:
+        """The connection is done with this request (`StreamClosed`): a `receive`
+        waiting for the end is told the client is gone."""
+        if isinstance(event, StreamClosed) and not self._closed:
+            self._closed = True
+            if self._state is not ASGIHTTPState.CLOSED:
+                await self._http1.config.log.access(self.scope, None, time() - self._started)  # type: ignore[arg-type]
+            if self._disconnect is not None and not self._disconnect.done():
+                self._disconnect.set_result(None)
 
 
 def in_place_writer(send: object) -> Callable[[bytes], bool] | None:

@@ -100,31 +100,23 @@ def _wake_next(waiters: list[asyncio.Future[None]] | None) -> None:
 
 
 def app_call(
-    group: task_group.TaskGroup,
     app: AppWrapper,
     config: Config,
     scope: Scope,
+    receive: Callable[[], Awaitable[ASGIReceiveEvent]],
     send: Callable[[ASGISendEvent | None], Awaitable[None]],
-) -> tuple[Callable[[ASGIReceiveEvent], Awaitable[None]], Coroutine[Any, Any, None]]:
-    """What Hypercorn 0.18's `TaskGroup.spawn_app` makes, with `ReceiveQueue` for
-    `asyncio.Queue`: the put of the request's receive queue, and the app's call (through
-    Hypercorn's `_handle`, which answers 500 for an app that fails), not yet started."""
-    queue = ReceiveQueue(config.max_app_queue_size)
-    loop = group._loop
+) -> Coroutine[Any, Any, None]:
+    """The app's call as Hypercorn 0.18's `TaskGroup.spawn_app` makes it, not yet
+    started: through Hypercorn's `_handle`, which logs an app's failure and then ends
+    the answer (`send(None)`: a 500 if nothing was sent)."""
+    loop = asyncio.get_running_loop()
 
     def call_soon(func: Callable[..., Any], *args: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
 
-    call = task_group._handle(
-        app,
-        config,
-        scope,
-        queue.get,
-        send,
-        partial(loop.run_in_executor, None),
-        call_soon,
+    return task_group._handle(
+        app, config, scope, receive, send, partial(loop.run_in_executor, None), call_soon
     )
-    return queue.put, call
 
 
 async def _spawn_app(
@@ -134,10 +126,11 @@ async def _spawn_app(
     scope: Scope,
     send: Callable[[ASGISendEvent | None], Awaitable[None]],
 ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
-    # Hypercorn 0.18's `TaskGroup.spawn_app`: the app's call in a task of the group.
-    put, call = app_call(self, app, config, scope, send)
-    self._task_group.create_task(call)
-    return put
+    # Hypercorn 0.18's `TaskGroup.spawn_app`, with `ReceiveQueue` for `asyncio.Queue`:
+    # the app's call in a task of the group; the queue's put is how it receives.
+    queue = ReceiveQueue(config.max_app_queue_size)
+    self._task_group.create_task(app_call(app, config, scope, queue.get, send))
+    return queue.put
 
 
 def built_on_this_hypercorn() -> bool:

@@ -1,10 +1,12 @@
 """A real Hypercorn serving a small ASGI app, for tests/integration/test_http1.py.
 
-Run: `python http1_server.py lean|h11 [KEEP_ALIVE_SECONDS]`; it prints the port it
-listens on, and shuts down gracefully on SIGTERM (within 30 s). `lean` serves
-HTTP/1.1 through `tocsin.http1.Http1` (as `tocsin serve` does), `h11` through Hypercorn's
-own `H11Protocol`; both with tocsin's other Hypercorn replacements installed (its
-receive queue, response heads, and the wait for the next request as a timer).
+Run: `python http1_server.py lean|in-place|h11 [KEEP_ALIVE_SECONDS]`; it prints the port
+it listens on, and shuts down gracefully on SIGTERM (within 30 s). `lean` serves
+HTTP/1.1 through `tocsin.http1.Http1` (as `tocsin serve` does), `in-place` too with every
+request of the paths below answered in the connection's own task once its body is here,
+`h11` through Hypercorn's own `H11Protocol`; all with tocsin's other Hypercorn
+replacements installed (its receive queue, response heads, and the wait for the next
+request as a timer).
 
 The app answers by path, each answer a different way of framing one:
 `/len/<n>` n bytes with Content-Length, `/chunks/<n>` n body messages without a length,
@@ -34,6 +36,15 @@ from tocsin import http1, idle, receive_queue, response_head
 IN_PLACE = frozenset(
     {(b"POST", b"/echo"), (b"GET", b"/crash"), (b"POST", b"/early"), (b"POST", b"/where")}
 )
+# ... and by `in-place`: every path the tests ask for, with every method read without h11.
+PATHS = (
+    [b"/", b"/echo", b"/crash", b"/early", b"/where", b"/last", b"/missing", b"/close"]
+    + [b"/te", b"/names", b"/bad-header", b"/short", b"/events", b"/len/70000"]
+    + [b"/len/%d" % n for n in range(10)]
+    + [b"/chunks/%d" % n for n in range(10)]
+    + [b"/status/%d" % code for code in (200, 204, 304)]
+)
+EVERYWHERE = frozenset((method, path) for method in http1.METHODS for path in PATHS)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -127,12 +138,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await body_part(b"not found")
 
 
-async def main(lean: bool, keep_alive: float) -> None:
+async def main(kind: str, keep_alive: float) -> None:
     receive_queue.install()
     response_head.install()
     idle.install()
-    if lean:
-        http1.install(in_place=IN_PLACE)
+    if kind != "h11":
+        http1.install(in_place=EVERYWHERE if kind == "in-place" else IN_PLACE)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until Hypercorn serves
@@ -147,4 +158,4 @@ async def main(lean: bool, keep_alive: float) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(sys.argv[1] == "lean", float(sys.argv[2]) if len(sys.argv) > 2 else 5.0))
+    uvloop.run(main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 5.0))

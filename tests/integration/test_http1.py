@@ -30,7 +30,7 @@ LAST = b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
 @contextmanager
 def serving(kind: str, keep_alive: float = 5.0) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """A server of `kind` (lean or h11): its port and process."""
+    """A server of `kind` (lean, in-place or h11): its port and process."""
     server = subprocess.Popen(
         [sys.executable, str(SERVER), kind, str(keep_alive)], stdout=subprocess.PIPE, text=True
     )
@@ -43,10 +43,15 @@ def serving(kind: str, keep_alive: float = 5.0) -> Iterator[tuple[int, subproces
 
 
 @pytest.fixture(scope="module")
-def ports() -> Iterator[tuple[int, int]]:
-    """The lean server's port and the h11 one's."""
-    with serving("lean") as (lean, _), serving("h11") as (h11, _):
-        yield lean, h11
+def ports() -> Iterator[tuple[int, int, int]]:
+    """The lean server's port, the h11 one's, and the one answering every request in
+    its connection's task (`_Exchange`) once its body is here."""
+    with (
+        serving("lean") as (lean, _),
+        serving("h11") as (h11, _),
+        serving("in-place") as (in_place, _),
+    ):
+        yield lean, h11, in_place
 
 
 def exchange(port: int, pieces: list[bytes], *, pause: float = 0.0) -> bytes:
@@ -65,9 +70,12 @@ def exchange(port: int, pieces: list[bytes], *, pause: float = 0.0) -> bytes:
     return DATE.sub(rb"\1-", received)
 
 
-def both(ports: tuple[int, int], pieces: list[bytes], *, pause: float = 0.0) -> bytes:
-    lean, h11 = (exchange(port, pieces, pause=pause) for port in ports)
+def both(ports: tuple[int, int, int], pieces: list[bytes], *, pause: float = 0.0) -> bytes:
+    """The answer to `pieces`, the same bytes from h11 and from `Http1` (with each
+    request in a task of its own, and in the connection's task)."""
+    lean, h11, in_place = (exchange(port, pieces, pause=pause) for port in ports)
     assert lean == h11
+    assert in_place == h11
     return lean
 
 
@@ -100,33 +108,33 @@ FRAMINGS = [
 @pytest.mark.parametrize("target", FRAMINGS)
 @pytest.mark.parametrize("method", [b"GET", b"HEAD", b"POST", b"DELETE"])
 def test_every_framing_of_an_answer_is_the_same_bytes(
-    ports: tuple[int, int], target: bytes, method: bytes
+    ports: tuple[int, int, int], target: bytes, method: bytes
 ) -> None:
     body = b'{"a": 1}' if method == b"POST" else b""
     answer = both(ports, [request(target, method, body) + LAST])
     assert answer.startswith(b"HTTP/1.1 ")
 
 
-def test_keep_alive_answers_each_request_in_turn(ports: tuple[int, int]) -> None:
+def test_keep_alive_answers_each_request_in_turn(ports: tuple[int, int, int]) -> None:
     pieces = [request(b"/len/3"), request(b"/echo", b"POST", b"hello"), request(b"/chunks/2"), LAST]
     answer = both(ports, pieces, pause=0.05)
     assert answer.count(b"HTTP/1.1 ") == 4
 
 
-def test_pipelined_requests_are_answered_in_order(ports: tuple[int, int]) -> None:
+def test_pipelined_requests_are_answered_in_order(ports: tuple[int, int, int]) -> None:
     pipelined = request(b"/echo", b"POST", b"one") + request(b"/events") + request(b"/len/2")
     answer = both(ports, [pipelined + LAST])
     assert answer.count(b"HTTP/1.1 ") == 4
     assert answer.index(b"one") < answer.index(b"data: 1") < answer.index(b"xx")
 
 
-def test_a_request_arriving_a_byte_at_a_time_is_read_whole(ports: tuple[int, int]) -> None:
+def test_a_request_arriving_a_byte_at_a_time_is_read_whole(ports: tuple[int, int, int]) -> None:
     data = request(b"/echo", b"POST", b"split across reads") + LAST
     answer = both(ports, [data[i : i + 1] for i in range(len(data))], pause=0.001)
     assert b"split across reads" in answer
 
 
-def test_a_body_that_comes_after_its_head_is_read(ports: tuple[int, int]) -> None:
+def test_a_body_that_comes_after_its_head_is_read(ports: tuple[int, int, int]) -> None:
     body = b"y" * 100_000
     head, rest = request(b"/echo", b"POST", body).split(b"\r\n\r\n", 1)
     answer = both(ports, [head + b"\r\n\r\n", rest[:40_000], rest[40_000:] + LAST], pause=0.05)
@@ -134,9 +142,9 @@ def test_a_body_that_comes_after_its_head_is_read(ports: tuple[int, int]) -> Non
 
 
 def test_a_request_named_in_place_is_answered_in_the_connections_task(
-    ports: tuple[int, int],
+    ports: tuple[int, int, int],
 ) -> None:
-    lean, h11 = ports
+    lean, h11, in_place = ports
     connection, own = b"worker_serve.<locals>._server_callback", b"_handle"
     close = b"Connection: close\r\n"
     whole = request(b"/where", b"POST", b"body", extra=close)
@@ -148,26 +156,28 @@ def test_a_request_named_in_place_is_answered_in_the_connections_task(
     # Not named: its own task; h11 always gives one.
     assert exchange(lean, [request(b"/where", extra=close)]).endswith(own)
     assert exchange(h11, [whole]).endswith(own)
+    # The server comparing every framing in the connection's task does answer there.
+    assert exchange(in_place, [request(b"/where", extra=close)]).endswith(connection)
 
 
-def test_the_client_asking_to_close_is_answered_and_closed(ports: tuple[int, int]) -> None:
+def test_the_client_asking_to_close_is_answered_and_closed(ports: tuple[int, int, int]) -> None:
     closing = request(b"/len/4", extra=b"Connection: close\r\n")
     answer = both(ports, [closing])
     assert answer.endswith(b"Connection: close\r\n\r\nxxxx")
     # What the client sends after it is ignored; h11 answers the request 400 instead.
-    lean, h11 = ports
+    lean, h11, _ = ports
     assert exchange(lean, [closing + request(b"/len/5")]) == answer
     assert exchange(h11, [closing + request(b"/len/5")]).startswith(b"HTTP/1.1 400 ")
 
 
 def test_a_body_that_comes_after_its_answer_is_dropped_and_the_connection_kept(
-    ports: tuple[int, int],
+    ports: tuple[int, int, int],
 ) -> None:
     # `/early` answers without reading the body; the body comes after the answer, then
     # the next requests on the same connection. h11 closes the connection after the
     # first answer instead, and the client's next request gets none.
     head, body = request(b"/early", b"POST", b"b" * 1000).split(b"\r\n\r\n", 1)
-    lean, _ = ports
+    lean, _, _ = ports
     answer = exchange(lean, [head + b"\r\n\r\n", body + request(b"/len/5") + LAST], pause=0.2)
     statuses = re.findall(rb"HTTP/1.1 (\d+) ", answer)
     assert statuses == [b"200", b"200", b"404"], answer
@@ -207,7 +217,7 @@ LEFT_TO_H11 = {
 
 
 @pytest.mark.parametrize("name", list(LEFT_TO_H11))
-def test_what_h11_reads_is_answered_as_before(ports: tuple[int, int], name: str) -> None:
+def test_what_h11_reads_is_answered_as_before(ports: tuple[int, int, int], name: str) -> None:
     pieces = [LEFT_TO_H11[name]]
     if name == "an unfinished oversized head":
         pieces.append(b"\r\n\r\n")

@@ -13,7 +13,7 @@ from .interest import tocsin_source
 from .limits import raise_open_files
 from .peer import PeerError
 from .report import Row, progress, table
-from .scenarios import SCENARIOS, Knobs
+from .scenarios import PUBLISH_CONNS, SCENARIOS, Knobs
 
 # compare loads a server that is not tocsin's: `all` runs it only when given one (--against).
 RUNNABLE: dict[str, Callable[[Knobs], Awaitable[list[Row]]]] = {**SCENARIOS, "compare": compare}
@@ -111,6 +111,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--subscriptions", type=int, help="fleet: users subscribed to measure their memory"
     )
     bench.add_argument(
+        "--publish-conns",
+        type=int,
+        default=PUBLISH_CONNS,
+        help="fanout, compare: keep-alive HTTP connections publishing at once "
+        "(default %(default)s)",
+    )
+    bench.add_argument(
         "--against-pid",
         type=int,
         metavar="PID",
@@ -148,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         tocsin_python=args.tocsin_python,
         trials=args.trials,
         subscriptions=args.subscriptions,
+        publish_conns=args.publish_conns,
     )
     refusal = _refusal(args)
     if refusal is not None:

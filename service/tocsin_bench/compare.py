@@ -75,12 +75,23 @@ async def compare(knobs: Knobs) -> list[Row]:
     publisher = await LoadProcess.start()
     # Each tocsin side: how it is published to, and its targets (p99, CPU against the peer's).
     tocsin_sides: list[tuple[str, Callable[[Target], Publish], float, float]] = [
-        ("tocsin HTTP", lambda target: http_publisher(publisher, target, users, 1), 25, 1.0),
+        (
+            "tocsin HTTP",
+            lambda target: http_publisher(publisher, target, users, 1, conns=knobs.publish_conns),
+            25,
+            1.0,
+        ),
         ("tocsin native", lambda target: native_publisher(publisher, target, users), 10, 0.5),
     ]
     try:
         seed = await _side(
-            fleet, publisher, peer, work, "peer", http_publisher(publisher, peer, users, 1), None
+            fleet,
+            publisher,
+            peer,
+            work,
+            "peer",
+            http_publisher(publisher, peer, users, 1, conns=knobs.publish_conns),
+            None,
         )
         sides = []
         for label, publish_to, p99_ms, cpu_ratio in tocsin_sides:

@@ -24,6 +24,11 @@ STREAMS_PER_CLIENT_PROCESS = 10_000
 Sent = dict[str, list[int]]
 
 
+# Keep-alive HTTP connections a publisher posts on at once (`--publish-conns`): with fsync
+# on every write, each waits for an fsync, and these many in flight bound the rate.
+PUBLISH_CONNS = 32
+
+
 @dataclass(frozen=True)
 class Knobs:
     """What the command line asks of the scenarios (None: the scenario's own default)."""
@@ -54,6 +59,7 @@ class Knobs:
     tocsin_python: str | None = None
     trials: int | None = None
     subscriptions: int | None = None
+    publish_conns: int = PUBLISH_CONNS
 
     def server_options(
         self, *, workers: int | None = None, heartbeat: str = "15s"
@@ -273,7 +279,7 @@ def http_publisher(
     users: list[str],
     batch: int,
     *,
-    conns: int = 32,
+    conns: int = PUBLISH_CONNS,
     stamp: bool = True,
 ) -> Publish:
     """Publishing to `target` over keep-alive HTTP: (rate, seconds) -> answer.
@@ -405,7 +411,9 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
                 target,
                 native_publisher(publisher, target, users)
                 if native
-                else http_publisher(publisher, target, users, knobs.batch),
+                else http_publisher(
+                    publisher, target, users, knobs.batch, conns=knobs.publish_conns
+                ),
                 per_user_conns=_conns_per_user(users, conns),
                 rate=rate,
                 seconds=seconds,
@@ -418,7 +426,11 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
     answer, check, lat = run.answer, run.check, run.latencies
     p99 = percentile(lat, 0.99)
     cpu = run.server_cpu
-    how = "native NATS" if native else f"HTTP, {knobs.batch} recipient(s)/request"
+    how = (
+        "native NATS"
+        if native
+        else f"HTTP, {knobs.batch} recipient(s)/request on {knobs.publish_conns} connections"
+    )
     nats_rss = rss.get(target.nats_pid or -1, 0)
     return [
         Row(name, "streams / users", f"{conns} / {len(users)}"),

@@ -24,7 +24,10 @@ from tocsin_bench.wire import KeepAlive
 from support import Tocsin, publisher_token
 
 TINY = {
-    "fanout": ["--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1"],
+    "fanout": [
+        "--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1",
+        "--publish-conns", "3",
+    ],
     "native": ["--connections", "20", "--users", "10", "--rate", "50", "--seconds", "1"],
     "capacity": [
         "--workers", "1", "--connections", "20", "--idle-seconds", "1", "--heartbeat", "0.2s",
@@ -73,6 +76,8 @@ def test_fanout_delivers_everything_exactly_once(scenario: str) -> None:
     assert rows["publish errors"] == "0", output
     assert rows["latency p99"].endswith(" ms"), output
     assert "Method:" in output
+    if scenario == "fanout":
+        assert "1 recipient(s)/request on 3 connections" in rows["published (rate asked)"]
 
 
 @pytest.mark.timeout(200)

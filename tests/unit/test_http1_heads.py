@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import h11
 import pytest
+from hypercorn.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tocsin import http1
 from tocsin.http1 import read_head, response_head
 
 NAMES = [b"content-type", b"Content-Length", b"x-a", b"X-B", b"connection", b"cache-control"]
@@ -155,3 +157,65 @@ def test_the_usual_request_is_read_here() -> None:
     assert mine.headers[1] == (b"content-type", b"application/json")
     raw = read_head(head, raw_names=True)
     assert raw is not None and raw.headers[1] == (b"Content-Type", b"application/json")
+
+
+def test_a_remembered_line_reads_as_it_did_and_a_refused_one_is_never_kept() -> None:
+    head = b"POST /memo HTTP/1.1\r\nHost: memo\r\nX-Memo: one two\r\nContent-Length: 5"
+    first = read_head(head, raw_names=True)
+    assert b"X-Memo: one two" in http1._header_lines
+    assert b"POST /memo HTTP/1.1" in http1._request_lines
+    again = read_head(head, raw_names=True)
+    lowered = read_head(head, raw_names=False)
+    assert first is not None and again is not None and lowered is not None
+    assert (
+        again.headers
+        == first.headers
+        == [(b"Host", b"memo"), (b"X-Memo", b"one two"), (b"Content-Length", b"5")]
+    )
+    assert lowered.headers[1] == (b"x-memo", b"one two")
+    bad = b"GET /memo HTTP/1.1\r\nHost: memo\r\nBad Name: x"
+    assert read_head(bad, raw_names=False) is None
+    assert read_head(bad, raw_names=False) is None
+    assert b"Bad Name: x" not in http1._header_lines
+
+
+def test_an_answer_field_refused_once_is_refused_again() -> None:
+    good = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    assert response_head(200, good, b"GET", True) == response_head(200, good, b"GET", True)
+    assert (b"content-type", b"application/json") in http1._answer_fields
+    bad = [(b"x-bad", b"a\nb")]
+    for _ in range(2):
+        with pytest.raises(h11.LocalProtocolError):
+            response_head(200, bad, b"GET", True)
+    assert (b"x-bad", b"a\nb") not in http1._answer_fields
+
+
+def test_the_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "MEMO_SIZE", 8)
+    for n in range(20):
+        assert read_head(b"GET /%d HTTP/1.1\r\nHost: x\r\nX-N: %d" % (n, n), False) is not None
+        assert len(http1._header_lines) <= 8 and len(http1._request_lines) <= 8
+    long = b"X-Long: " + b"z" * http1.MEMO_LINE_MAX
+    assert read_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + long, False) is not None
+    assert long not in http1._header_lines
+
+
+class _CountingConfig(Config):
+    asked = 0
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        self.asked += 1
+        return [(b"x-second", b"%d" % self.asked)]
+
+
+def test_hypercorns_own_fields_are_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _CountingConfig()
+    clock = iter([1000.1, 1000.9, 1001.0, 1001.5])
+    monkeypatch.setattr(http1, "time", lambda: next(clock))
+    fields = http1._ServerFields()
+    made = [fields.of(config) for _ in range(4)]
+    assert made == [[(b"x-second", b"1")]] * 2 + [[(b"x-second", b"2")]] * 2
+    assert config.asked == 2
+    other = _CountingConfig()  # another server's configuration is asked for its own
+    monkeypatch.setattr(http1, "time", lambda: 1001.6)
+    assert fields.of(other) == [(b"x-second", b"1")]

@@ -107,17 +107,18 @@ _field_name = re.compile(_abnf.field_name.encode("ascii"))
 _field_value = re.compile(_abnf.field_value.encode("ascii"))
 _digits = re.compile(rb"[0-9]+")
 
-# Lines and header fields h11's grammar accepted, by their exact bytes. A client sends the
-# same request line and header lines request after request (Host, Content-Type, its
-# token), and an answer carries the same fields: matching each again was 3.6 us of
-# reading a publish's head and most of the 7.5 us of framing its answer (timeit). Only
-# what was accepted is kept, lines up to MEMO_LINE_MAX bytes, and a memo is emptied
-# when it reaches MEMO_SIZE entries (a client sending ever new lines costs what it did).
+# Lines h11's grammar accepted and answer heads framed, by their exact bytes. A client
+# sends the same request line and header lines request after request (Host,
+# Content-Type, its token), and tocsin gives the same answer heads (a publish's differs
+# only by its Date, once a second): matching each line again was 3.6 us of reading a
+# publish's head, and framing its answer 7.5 us (timeit). Only what was accepted is
+# kept, lines up to MEMO_LINE_MAX bytes, and a memo is emptied when it reaches MEMO_SIZE
+# entries (a client sending ever new lines costs what it did).
 MEMO_SIZE = 4096
 MEMO_LINE_MAX = 512
 _request_lines: dict[bytes, tuple[bytes, bytes]] = {}
 _header_lines: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-_answer_fields: dict[tuple[bytes, bytes], bytes] = {}
+_answer_heads: dict[tuple[Any, ...], tuple[bytes, int, bool]] = {}
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
@@ -229,21 +230,27 @@ def response_head(
     connection stays open after it.
 
     Raise h11.LocalProtocolError where h11 would refuse to send these headers."""
+    key = (status, method, keep_alive, *headers)
+    framed = _answer_heads.get(key)
+    if framed is None:
+        framed = _frame(status, headers, method, keep_alive)
+        if len(framed[0]) <= MEMO_LINE_MAX * 4:
+            _remember(_answer_heads, key, framed)
+    return framed
+
+
+def _frame(
+    status: int, headers: list[tuple[bytes, bytes]], method: bytes, keep_alive: bool
+) -> tuple[bytes, int, bool]:
     names: list[bytes] = []
     length: bytes | None = None
     chunked = False
-    for field in headers:
-        name = _answer_fields.get(field)
-        if name is None:
-            raw_name, value = field
-            if not _field_name.fullmatch(raw_name):
-                raise h11.LocalProtocolError(f"Illegal header name {raw_name!r}")
-            if not _field_value.fullmatch(value):
-                raise h11.LocalProtocolError(f"Illegal header value {value!r}")
-            name = raw_name.lower()
-            if len(raw_name) + len(value) <= MEMO_LINE_MAX:
-                _remember(_answer_fields, field, name)
-        value = field[1]
+    for raw_name, value in headers:
+        if not _field_name.fullmatch(raw_name):
+            raise h11.LocalProtocolError(f"Illegal header name {raw_name!r}")
+        if not _field_value.fullmatch(value):
+            raise h11.LocalProtocolError(f"Illegal header value {value!r}")
+        name = raw_name.lower()
         names.append(name)
         if name == b"content-length":
             lengths = {part.strip() for part in value.split(b",")}

@@ -179,15 +179,20 @@ def test_a_remembered_line_reads_as_it_did_and_a_refused_one_is_never_kept() -> 
     assert b"Bad Name: x" not in http1._header_lines
 
 
-def test_an_answer_field_refused_once_is_refused_again() -> None:
+def test_an_answer_head_framed_once_is_the_same_again_and_a_refusal_never_kept() -> None:
     good = [(b"content-type", b"application/json"), (b"content-length", b"2")]
-    assert response_head(200, good, b"GET", True) == response_head(200, good, b"GET", True)
-    assert (b"content-type", b"application/json") in http1._answer_fields
+    first = response_head(200, good, b"GET", True)
+    assert (200, b"GET", True, *good) in http1._answer_heads
+    assert response_head(200, good, b"GET", True) == first
+    # The same fields with another status, method or keep-alive are framed for themselves.
+    assert response_head(201, good, b"GET", True)[0].startswith(b"HTTP/1.1 201 ")
+    assert response_head(200, good, b"HEAD", True)[1] == 0
+    assert response_head(200, good, b"GET", False)[2] is False
     bad = [(b"x-bad", b"a\nb")]
     for _ in range(2):
         with pytest.raises(h11.LocalProtocolError):
             response_head(200, bad, b"GET", True)
-    assert (b"x-bad", b"a\nb") not in http1._answer_fields
+    assert (200, b"GET", True, *bad) not in http1._answer_heads
 
 
 def test_the_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -372,8 +372,8 @@ class Http1:
         server = getattr(send, "__self__", None)
         self._out = (server.writer, server.send_lock) if isinstance(server, TCPServer) else None
         # The server's wait for the next request (`idle.IdleTimer`), started and stopped
-        # in place: through `Updated` events, as `H11Protocol` does it, each request went
-        # through two more coroutines (2% of a publish's CPU, in turns).
+        # in place: through `Updated` events, as `H11Protocol` does it, each request goes
+        # through two more coroutines.
         timer = server.idle_task if isinstance(server, TCPServer) else None
         self._timer = (server, timer) if isinstance(timer, IdleTimer) else None
 
@@ -557,10 +557,8 @@ class Http1:
     def write_now(self, data: bytes) -> bool:
         """Write `data` as the next chunk of the answer under way, at once and in place,
         if nothing is ahead of it; False: nothing was written (send it as usual)."""
-        out = self._out
         if (
-            out is None
-            or self._head  # the head waits to go out with the first chunk
+            self._head  # the head waits to go out with the first chunk
             or not self._chunked
             or self._answered
             or self._closed
@@ -568,13 +566,7 @@ class Http1:
             or self._method == b"HEAD"
         ):
             return False
-        writer, lock = out
-        transport = writer.transport
-        if lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
-            return False  # a send is under way, or the socket has not taken the last one
-        if data:
-            transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-        return True
+        return self._write_in_place(b"%x\r\n%s\r\n" % (len(data), data) if data else b"")
 
     def _framed(self, data: bytes) -> bytes:
         if self._sending is None:
@@ -603,8 +595,9 @@ class Http1:
         writer, lock = out
         transport = writer.transport
         if lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
-            return False
-        transport.write(data)
+            return False  # a send is under way, or the socket has not taken the last one
+        if data:
+            transport.write(data)
         return True
 
     async def _recycle(self) -> None:

@@ -112,10 +112,12 @@ _digits = re.compile(rb"[0-9]+")
 # Content-Type, its token), and tocsin gives the same answer heads (a publish's differs
 # only by its Date, once a second): matching each line again was 3.6 us of reading a
 # publish's head, and framing its answer 7.5 us (timeit). Only what was accepted is
-# kept, lines up to MEMO_LINE_MAX bytes, and a memo is emptied when it reaches MEMO_SIZE
-# entries (a client sending ever new lines costs what it did).
+# kept, request lines up to MEMO_LINE_MAX bytes and heads up to MEMO_HEAD_MAX, and a memo
+# is emptied when it reaches MEMO_SIZE entries (a client sending ever new lines costs
+# what it did).
 MEMO_SIZE = 4096
 MEMO_LINE_MAX = 512
+MEMO_HEAD_MAX = 2048
 _request_lines: dict[bytes, tuple[bytes, bytes]] = {}
 _header_lines: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 _answer_heads: dict[tuple[Any, ...], tuple[bytes, int, bool]] = {}
@@ -234,7 +236,7 @@ def response_head(
     framed = _answer_heads.get(key)
     if framed is None:
         framed = _frame(status, headers, method, keep_alive)
-        if len(framed[0]) <= MEMO_LINE_MAX * 4:
+        if len(framed[0]) <= MEMO_HEAD_MAX:
             _remember(_answer_heads, key, framed)
     return framed
 

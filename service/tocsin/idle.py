@@ -8,9 +8,10 @@ stream opened that was 4.6% of a worker's CPU (py-spy, opening 15,000 streams); 
 request kept alive, a quarter of an empty answer's.
 
 `IdleTimer` takes the place of that task for every connection, whichever protocol
-serves it (it keeps the task's `restart`/`stop`, which both `H11Protocol` and `Http1`
-reach by sending `Updated(idle=...)`); `Idle` is what closes a worker's idle
-connections at once when it shuts down, as the task's wait on `terminated` did.
+serves it (it keeps the task's `restart`/`stop`, which `H11Protocol` reaches by sending
+`Updated(idle=...)`; `Http1` calls their bodies, `wait` and `cancel`, in place); `Idle`
+is what closes a worker's idle connections at once when it shuts down, as the task's
+wait on `terminated` did.
 `install()` does it for Hypercorn 0.18 only (the version pinned in uv.lock).
 """
 

@@ -32,6 +32,7 @@ from .flags import (
     duration_or_none,
     json_object,
     resolve,
+    short_wait,
     typed,
     urls,
 )
@@ -183,6 +184,15 @@ def _serve_flags(serve: Parser) -> None:
         field="publish_rate",
         parse=typed(Rate),
         show=lambda value: f"{value:g}",
+    )
+    add(
+        serve,
+        "--publish-gather",
+        "how long a publish arriving while others are in flight may wait to go to NATS "
+        "with them in one write (0: none waits; one alone never does)",
+        field="publish_gather",
+        parse=short_wait,
+        show=format_duration,
     )
     add(
         serve,

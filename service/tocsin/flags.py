@@ -90,6 +90,15 @@ def duration_or_none(text: str) -> float:
         ) from None
 
 
+def short_wait(text: str) -> float:
+    """Seconds in a duration of at most a second, where 0 means none (a publish's wait
+    to share a write: longer would outlast what it waits on)."""
+    seconds = duration_or_none(text)
+    if seconds > 1.0:
+        raise argparse.ArgumentTypeError(f"must be at most 1s, such as 5ms, or 0 (got {text!r})")
+    return seconds
+
+
 def address(text: str) -> str:
     """A `HOST:PORT`, checked."""
     try:

@@ -34,6 +34,10 @@ IDEMPOTENCY_KEY_MAX = 128
 # How long a publish waits for the stream's acknowledgement (nats-py's JetStream default).
 ACK_TIMEOUT = 5.0
 EXPECTED_STREAM = "Nats-Expected-Stream"
+# How many gathered publishes go out at once without waiting longer: as many as a
+# write of about 8 KB holds, and fewer than a 32-connection publisher keeps in flight,
+# so that a saturated worker is not held to one write per gather.
+GATHER_MAX = 16
 # The status nats-server answers a request with when nothing subscribes to its subject.
 NO_RESPONDERS_STATUS = "503"
 
@@ -71,15 +75,21 @@ class _Acks:
         # No reference to the connection: `_acks_of` keeps this for as long as the
         # connection lives, and no longer.
         self._prefix = ""
+        self._outbox = nats_direct.Outbox(0.001, 16)
         self._lock = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._next = 0
 
     async def publish(
-        self, nc: Client, subject: str, payload: bytes, headers: dict[str, str]
+        self,
+        nc: Client,
+        outbox: nats_direct.Outbox,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
     ) -> int:
-        """Publish through `nc` (the connection this belongs to), and wait for the
-        stream's sequence of what it stored."""
+        """Publish through `nc` (the connection this belongs to) by way of `outbox`, and
+        wait for the stream's sequence of what it stored."""
         prefix = self._prefix or await self._subscribe(nc)
         self._next += 1
         token = str(self._next)
@@ -87,7 +97,14 @@ class _Acks:
         answer: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = answer
         try:
-            await nc.publish(subject, payload, reply=prefix + token, headers=headers)
+            await outbox.publish(
+                nc,
+                subject,
+                payload,
+                reply=prefix + token,
+                headers=headers,
+                alone=len(self._waiting) == 1,
+            )
             timer = loop.call_later(ACK_TIMEOUT, _time_out, answer)
             try:
                 msg = await answer
@@ -153,18 +170,25 @@ def _stored_seq(msg: Msg) -> int:
 
 
 class Publisher:
-    """Stores notifications in the stream and answers their ids."""
+    """Stores notifications in the stream and answers their ids.
 
-    def __init__(self, nc: Client, stream: str, epoch: str) -> None:
+    `gather`: how long a publish made while others are in flight may wait to share
+    their write to NATS (`nats_direct.Outbox`; 0: none waits). A publish with none other
+    in flight never waits."""
+
+    def __init__(self, nc: Client, stream: str, epoch: str, *, gather: float = 0.0) -> None:
         self._nc = nc
         self._acks = _acks(nc)
+        self._outbox = nats_direct.Outbox(gather, GATHER_MAX)
         self._stream = stream
         self.epoch = epoch
 
     @classmethod
-    async def connect(cls, nc: Client, stream: str = DEFAULT_STREAM) -> Publisher:
+    async def connect(
+        cls, nc: Client, stream: str = DEFAULT_STREAM, *, gather: float = 0.0
+    ) -> Publisher:
         """A publisher for the stream `stream` reached through `nc`."""
-        return cls(nc, stream, await stream_epoch(nc, stream))
+        return cls(nc, stream, await stream_epoch(nc, stream), gather=gather)
 
     async def publish(
         self,
@@ -253,7 +277,9 @@ class Publisher:
             # Stored only by this stream, as nats-py's `stream=` asks.
             sent = {**(produced.headers or {}), EXPECTED_STREAM: self._stream}
             try:
-                seq = await self._acks.publish(self._nc, SUBJECT_PREFIX + user, payload, sent)
+                seq = await self._acks.publish(
+                    self._nc, self._outbox, SUBJECT_PREFIX + user, payload, sent
+                )
             except (TimeoutError, nats.errors.Error) as err:
                 raise StoreUnavailable(str(err) or type(err).__name__) from err
             produced.stored(self.epoch, seq)

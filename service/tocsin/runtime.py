@@ -133,7 +133,9 @@ class Runtime:
             history=history,
             broker=broker,
             feeds=Feeds(store, history, states, self.hub),
-            publisher=Publisher(nc, self.settings.stream, store.epoch),
+            publisher=Publisher(
+                nc, self.settings.stream, store.epoch, gather=self.settings.publish_gather
+            ),
             states=states,
         )
 

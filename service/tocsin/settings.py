@@ -73,6 +73,7 @@ class Settings:
     shutdown_retry_ms: int = 500
     client_buffer: int = 1024
     publish_rate: float = 10_000.0
+    publish_gather: float = 0.005
     graceful_timeout: float = 10.0
     dev_login: bool = False
     token_ttl: int = 3600

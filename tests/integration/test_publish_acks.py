@@ -6,14 +6,11 @@ nats-py's own error, never with an id."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from nats.aio.client import Client
 
 from tocsin import publisher
-from tocsin.embedded import EmbeddedNats
 from tocsin.ids import decode_id
 from tocsin.model import NotificationBody
 from tocsin.publisher import PartialPublish, Publisher, publish
@@ -21,15 +18,6 @@ from tocsin.settings import Settings
 from tocsin.store import Store
 
 BODY = NotificationBody(kind="comment.created", subject_id="post:1", text="hello")
-
-
-@pytest.fixture
-async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_each_publish_gets_the_sequence_it_was_stored_at(nc: Client) -> None:

@@ -112,6 +112,7 @@ def test_variables_apply_where_no_flag_is_given() -> None:
         (["serve"], {"TOCSIN_NATS_LISTEN": "4222"}, "must be HOST:PORT"),
         (["serve", "--replicas", "7"], {}, "--replicas: must be a whole number from 1 to 5"),
         (["serve", "--retention", "0s"], {}, "--retention: must be longer than 0"),
+        (["serve", "--publish-gather", "2s"], {}, "--publish-gather: must be at most 1s"),
         (["token", "--user", "a b"], {}, "must be a user id: 1–128 characters of"),
         (["publish", "--user", "a"], {}, "--kind is required (or set TOCSIN_KIND)"),
         (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
@@ -125,6 +126,12 @@ def test_what_cannot_be_read_is_a_usage_failure_in_words(
     assert caught.value.status == Exit.USAGE
     assert words in caught.value.message
     assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("0", 0.0), ("5ms", 0.005), ("1s", 1.0)])
+def test_a_publish_gather_is_read_up_to_a_second(given: str, seconds: float) -> None:
+    settings = settings_from(parse(["serve", "--publish-gather", given], {}))
+    assert settings.publish_gather == seconds
 
 
 def test_every_exit_status_is_distinct_and_documented() -> None:

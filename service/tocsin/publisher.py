@@ -75,7 +75,6 @@ class _Acks:
         # No reference to the connection: `_acks_of` keeps this for as long as the
         # connection lives, and no longer.
         self._prefix = ""
-        self._outbox = nats_direct.Outbox(0.001, 16)
         self._lock = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._next = 0

@@ -77,3 +77,34 @@ async def test_publishers_on_one_connection_share_one_inbox(nc: Client) -> None:
         await publish(nc, "alice", kind="k", subject_id="s", text=f"again {n}")
     assert len(nc._subs) == subscriptions
     assert (await nc.jetstream().stream_info(Settings().stream)).state.messages == 21
+
+
+async def test_a_publish_alone_or_a_requests_recipients_never_wait_for_the_gather(
+    nc: Client,
+) -> None:
+    # An hour's gather: a publish with none other in flight, and the recipients of one
+    # request (published in one turn), still go at once; held, they would time out here.
+    await Store(nc, Settings()).ensure()
+    pub = await Publisher.connect(nc, gather=3600.0)
+    for n in range(5):
+        (one,) = await asyncio.wait_for(pub.publish(["alice"], BODY), 5)
+        assert decode_id(one).seq == n + 1
+    many = await asyncio.wait_for(pub.publish([f"u{i}" for i in range(40)], BODY), 5)
+    assert [decode_id(i).seq for i in many] == list(range(6, 46))
+
+
+async def test_publishes_among_others_wait_for_the_gather_and_all_get_their_sequence(
+    nc: Client,
+) -> None:
+    await Store(nc, Settings()).ensure()
+    pub = await Publisher.connect(nc, gather=0.05)
+    first = asyncio.ensure_future(pub.publish(["alice"], BODY))
+    await asyncio.sleep(0)  # the first is on its way: the next ones come among others
+    rest = [asyncio.ensure_future(pub.publish([f"u{i}"], BODY)) for i in range(30)]
+    ids = await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+    assert sorted(decode_id(i).seq for (i,) in ids) == list(range(1, 32))
+    js = nc.jetstream()
+    for n, (i,) in enumerate(ids[1:]):
+        assert (
+            await js.get_msg(Settings().stream, decode_id(i).seq)
+        ).subject == f"tocsin.user.u{n}"

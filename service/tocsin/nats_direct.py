@@ -114,9 +114,8 @@ class Outbox:
     future, queue or task per publish. A publish with none other in flight (`alone`)
     goes out in the next turn of the loop; one among others waits until `gather`
     seconds passed since the last write or `gather_max` are held, so that nats-server
-    reads, stores and answers them together (Kafka's producer has `linger.ms` and
-    `batch.size` for the same). While the connection is down, `nc.publish` queues them
-    for the reconnect, as it would any other."""
+    reads, stores and answers them together. While the connection is down,
+    `nc.publish` queues them for the reconnect, as it would any other."""
 
     __slots__ = ("_held", "_next_at", "_soon", "_timer", "gather", "gather_max")
 

@@ -118,6 +118,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default %(default)s)",
     )
     bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="compare: run the peer and both tocsin sides this many times in turns, and "
+        "judge the median ratio (default %(default)s)",
+    )
+    bench.add_argument(
         "--against-pid",
         type=int,
         metavar="PID",
@@ -156,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         trials=args.trials,
         subscriptions=args.subscriptions,
         publish_conns=args.publish_conns,
+        rounds=args.rounds,
     )
     refusal = _refusal(args)
     if refusal is not None:
@@ -197,6 +205,10 @@ def _refusal(args: argparse.Namespace) -> str | None:
     """Why the scenarios cannot run as asked, in words (None: they can)."""
     if args.scenario == "fleet" and args.target is not None:
         return "fleet starts its own tocsin processes: --target does not apply"
+    if args.rounds < 1:
+        return f"--rounds must be 1 or more (got {args.rounds})"
+    if args.rounds != 1 and args.scenario not in ("compare", "all"):
+        return f"--rounds applies to compare alone, not to {args.scenario}"
     if args.tocsin_python is not None:
         try:
             tocsin_source(args.tocsin_python)

@@ -4,12 +4,15 @@ The same streams over the same users, the same one-recipient publishes at the sa
 rate, from the same load processes: first to the peer (`--against URL`, the seed's
 design, see `peer.py`), then to a tocsin over HTTP, then to a tocsin published
 natively. Absolute figures move from run to run on a shared machine; the ratios to
-the peer measured in the same run are what is compared.
+the peer measured in the same run are what is compared. With `--rounds N` the three
+sides run N times in turns, and the median of each tocsin side's ratios (with their
+range) is judged against its target: one round's ratio moves with the peer's own spread.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,36 +86,40 @@ async def compare(knobs: Knobs) -> list[Row]:
         ),
         ("tocsin native", lambda target: native_publisher(publisher, target, users), 10, 0.5),
     ]
+    rounds: list[tuple[Side, list[Side]]] = []
     try:
-        seed = await _side(
-            fleet,
-            publisher,
-            peer,
-            work,
-            "peer",
-            http_publisher(publisher, peer, users, 1, conns=knobs.publish_conns),
-            None,
-        )
-        sides = []
-        for label, publish_to, p99_ms, cpu_ratio in tocsin_sides:
-            async with serving(knobs, knobs.server_options()) as target:
-                sides.append(
-                    await _side(
-                        fleet,
-                        publisher,
-                        target,
-                        work,
-                        label,
-                        publish_to(target),
-                        knobs.profile,
-                        p99_target_ms=p99_ms,
-                        cpu_target_ratio=cpu_ratio,
+        for number in range(1, knobs.rounds + 1):
+            prefix = "" if knobs.rounds == 1 else f"round {number}: "
+            seed = await _side(
+                fleet,
+                publisher,
+                peer,
+                work,
+                f"{prefix}peer",
+                http_publisher(publisher, peer, users, 1, conns=knobs.publish_conns),
+                None,
+            )
+            sides = []
+            for label, publish_to, p99_ms, cpu_ratio in tocsin_sides:
+                async with serving(knobs, knobs.server_options()) as target:
+                    sides.append(
+                        await _side(
+                            fleet,
+                            publisher,
+                            target,
+                            work,
+                            f"{prefix}{label}",
+                            publish_to(target),
+                            knobs.profile,
+                            p99_target_ms=p99_ms,
+                            cpu_target_ratio=cpu_ratio,
+                        )
                     )
-                )
+            rounds.append((seed, sides))
     finally:
         await publisher.stop()
         await fleet.stop()
-    return [
+    rows = [
         Row(NAME, "streams / users", f"{conns} / {len(users)}"),
         Row(
             NAME,
@@ -121,9 +128,53 @@ async def compare(knobs: Knobs) -> list[Row]:
             "/publish, tocsin POST /notifications, tocsin native JetStream",
         ),
         Row(NAME, "peer", peer.described),
-        *_side_rows(seed, None),
-        *(row for side in sides for row in _side_rows(side, seed)),
     ]
+    for seed, sides in rounds:
+        rows += _side_rows(seed, None)
+        rows += [row for side in sides for row in _side_rows(side, seed)]
+    if len(rounds) > 1:
+        rows += [
+            row
+            for index, (label, _publish, _p99, _cpu) in enumerate(tocsin_sides)
+            for row in _medians(label, [(seed, sides[index]) for seed, sides in rounds])
+        ]
+    return rows
+
+
+def _medians(label: str, pairs: list[tuple[Side, Side]]) -> list[Row]:
+    """A tocsin side's CPU ratio to the peer and p99 over every round: the median, judged
+    against the side's targets, and the range."""
+    ratios = [
+        side.run.server_cpu / seed.run.server_cpu
+        for seed, side in pairs
+        if seed.run.server_cpu > 0 and not math.isnan(side.run.server_cpu)
+    ]
+    p99s = [percentile(side.run.latencies, 0.99) for _seed, side in pairs]
+    target_ratio = pairs[0][1].cpu_target_ratio
+    target_p99 = pairs[0][1].p99_target_ms
+    rows = []
+    if ratios:
+        median = statistics.median(ratios)
+        rows.append(
+            Row(
+                NAME,
+                f"{label}: CPU ratio to the peer, median of {len(ratios)} rounds",
+                f"{median:.2f}x (from {min(ratios):.2f}x to {max(ratios):.2f}x)",
+                "" if target_ratio is None else f"<= {target_ratio:.1f}x the peer's",
+                None if target_ratio is None else median <= target_ratio,
+            )
+        )
+    p99 = statistics.median(p99s)
+    rows.append(
+        Row(
+            NAME,
+            f"{label}: latency p99, median of {len(p99s)} rounds",
+            f"{ms(p99)} (from {ms(min(p99s))} to {ms(max(p99s))})",
+            "" if target_p99 is None else f"<= {target_p99:g} ms",
+            None if target_p99 is None else p99 <= target_p99 * 1e6,
+        )
+    )
+    return rows
 
 
 async def _side(

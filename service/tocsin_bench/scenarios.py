@@ -60,6 +60,7 @@ class Knobs:
     trials: int | None = None
     subscriptions: int | None = None
     publish_conns: int = PUBLISH_CONNS
+    rounds: int = 1
 
     def server_options(
         self, *, workers: int | None = None, heartbeat: str = "15s"

@@ -159,6 +159,38 @@ def test_compare_fails_when_the_peer_loses_notifications() -> None:
         assert both_sides_equal(rows[f"{side}: delivered / expected"]), output
 
 
+@pytest.mark.timeout(300)
+def test_compare_in_rounds_judges_the_median_of_each_sides_ratios() -> None:
+    with seed_standin() as (url, _pid):
+        code, rows, output = bench("compare", "--against", url, "--rounds", "2")
+    assert code == 0, output
+    for number in (1, 2):
+        for side in SIDES:
+            delivered = rows[f"round {number}: {side}: delivered / expected"]
+            assert both_sides_equal(delivered), output
+    for side, target in (("tocsin HTTP", "<= 1.0x"), ("tocsin native", "<= 0.5x")):
+        ratio = f"{side}: CPU ratio to the peer, median of 2 rounds"
+        # At this scale a round's peer may use less than one clock tick: no ratio of it.
+        if ratio in rows:
+            assert " (from " in rows[ratio] and rows[ratio].endswith("x)"), output
+            assert target in output, output
+        p99 = rows[f"{side}: latency p99, median of 2 rounds"]
+        assert p99.endswith(" ms)") and " (from " in p99, output
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("scenario", "rounds", "words"),
+    [
+        ("native", "2", "--rounds applies to compare alone, not to native"),
+        ("compare", "0", "--rounds must be 1 or more (got 0)"),
+    ],
+)
+def test_rounds_are_for_compare_alone(scenario: str, rounds: str, words: str) -> None:
+    code, _rows, output = bench(scenario, "--rounds", rounds)
+    assert (code, words in output) == (2, True), output
+
+
 @pytest.mark.timeout(60)
 def test_compare_says_what_is_wrong_without_a_peer() -> None:
     code, _rows, output = bench("compare")

@@ -147,8 +147,9 @@ class Outbox:
         data = command.hpub_cmd(subject, reply, header_block(headers), payload)
         client.stats["out_msgs"] += 1
         client.stats["out_bytes"] += len(payload)
-        client._pending.append(data)
-        client._pending_data_size += len(data)
+        # nats-py's own queueing (it flushes at once past its buffer's limit), without
+        # the flusher's wake-up that `publish` adds after it.
+        await client._send_command(data)
         self._held += 1
         if self._soon:
             return

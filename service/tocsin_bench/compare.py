@@ -144,11 +144,8 @@ async def compare(knobs: Knobs) -> list[Row]:
 def _medians(label: str, pairs: list[tuple[Side, Side]]) -> list[Row]:
     """A tocsin side's CPU ratio to the peer and p99 over every round: the median, judged
     against the side's targets, and the range."""
-    ratios = [
-        side.run.server_cpu / seed.run.server_cpu
-        for seed, side in pairs
-        if seed.run.server_cpu > 0 and not math.isnan(side.run.server_cpu)
-    ]
+    every = [_ratio_of(side.run.server_cpu, seed.run.server_cpu) for seed, side in pairs]
+    ratios = [ratio for ratio in every if not math.isnan(ratio)]
     p99s = [percentile(side.run.latencies, 0.99) for _seed, side in pairs]
     target_ratio = pairs[0][1].cpu_target_ratio
     target_p99 = pairs[0][1].p99_target_ms
@@ -217,11 +214,17 @@ async def _side(
     )
 
 
-def _ratio(value: float, base: float) -> str:
-    # A tiny run may leave the peer under one clock tick of CPU: no ratio to show then.
+def _ratio_of(value: float, base: float) -> float:
+    """`value` over the peer's `base`; NaN when there is none to take. A tiny run may
+    leave the peer under one clock tick of CPU."""
     if math.isnan(value) or math.isnan(base) or base <= 0:
-        return "ratio n/a"
-    return f"{value / base:.2f}x the peer's"
+        return math.nan
+    return value / base
+
+
+def _ratio(value: float, base: float) -> str:
+    ratio = _ratio_of(value, base)
+    return "ratio n/a" if math.isnan(ratio) else f"{ratio:.2f}x the peer's"
 
 
 def _side_rows(side: Side, peer: Side | None) -> list[Row]:

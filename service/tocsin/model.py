@@ -93,7 +93,11 @@ NotificationId = Annotated[
 ]
 
 
-class NotificationBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+# Encoded without the fields left at their defaults: tocsin stores the producer's own
+# fields, a body 60 bytes shorter than one with four `null`s.
+class NotificationBody(
+    msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
     """A notification as a producer publishes it to `tocsin.user.<user_id>` (no id)."""
 
     kind: Kind

@@ -27,6 +27,7 @@ from .model import (
     encode,
     is_user_id,
 )
+from .settings import Settings
 from .store import STATUS, StoreUnavailable, stream_epoch
 
 DEFAULT_STREAM = "TOCSIN"
@@ -38,6 +39,10 @@ EXPECTED_STREAM = "Nats-Expected-Stream"
 # write of about 8 KB holds, and fewer than a 32-connection publisher keeps in flight,
 # so that a saturated worker is not held to one write per gather.
 GATHER_MAX = 16
+# How long a publish made among others waits to share their write, unless told: the
+# `publish_gather` setting's default, so a service publishing through `Publisher` gathers
+# as `tocsin serve` does.
+DEFAULT_GATHER = Settings().publish_gather
 # The status nats-server answers a request with when nothing subscribes to its subject.
 NO_RESPONDERS_STATUS = "503"
 
@@ -171,11 +176,16 @@ def _stored_seq(msg: Msg) -> int:
 class Publisher:
     """Stores notifications in the stream and answers their ids.
 
-    `gather`: how long a publish made while others are in flight may wait to share
-    their write to NATS (`nats_direct.Outbox`; 0: none waits). A publish with none other
-    in flight never waits."""
+    `gather`: how long a publish made while others are in flight on the same connection
+    may wait to share their write to NATS (`nats_direct.Outbox`; 0: none waits). A
+    publish with none other in flight never waits. nats-server then reads, stores,
+    acknowledges and republishes those gathered together, in one write each way rather
+    than one per publish: at 2,000 publishes a second, a quarter of its CPU, and of the
+    tocsin processes delivering them (docs/benchmarks.md)."""
 
-    def __init__(self, nc: Client, stream: str, epoch: str, *, gather: float = 0.0) -> None:
+    def __init__(
+        self, nc: Client, stream: str, epoch: str, *, gather: float = DEFAULT_GATHER
+    ) -> None:
         self._nc = nc
         self._acks = _acks(nc)
         self._outbox = nats_direct.Outbox(gather, GATHER_MAX)
@@ -184,7 +194,7 @@ class Publisher:
 
     @classmethod
     async def connect(
-        cls, nc: Client, stream: str = DEFAULT_STREAM, *, gather: float = 0.0
+        cls, nc: Client, stream: str = DEFAULT_STREAM, *, gather: float = DEFAULT_GATHER
     ) -> Publisher:
         """A publisher for the stream `stream` reached through `nc`."""
         return cls(nc, stream, await stream_epoch(nc, stream), gather=gather)

@@ -14,6 +14,7 @@ from .limits import raise_open_files
 from .peer import PeerError
 from .report import Row, progress, table
 from .scenarios import PUBLISH_CONNS, SCENARIOS, Knobs
+from .worker import NATIVE_CLIENTS
 
 # compare loads a server that is not tocsin's: `all` runs it only when given one (--against).
 RUNNABLE: dict[str, Callable[[Knobs], Awaitable[list[Row]]]] = {**SCENARIOS, "compare": compare}
@@ -125,6 +126,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "judge the median ratio (default %(default)s)",
     )
     bench.add_argument(
+        "--native-client",
+        choices=NATIVE_CLIENTS,
+        default=NATIVE_CLIENTS[0],
+        help="how native publishes are made: tocsin, through tocsin.Publisher as a Python "
+        "service importing tocsin publishes (publishes in flight together share a write); "
+        "nats-py, one nats-py JetStream publish each, as from any NATS client "
+        "(default %(default)s; compare runs both)",
+    )
+    bench.add_argument(
         "--against-pid",
         type=int,
         metavar="PID",
@@ -164,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         subscriptions=args.subscriptions,
         publish_conns=args.publish_conns,
         rounds=args.rounds,
+        native_client=args.native_client,
     )
     refusal = _refusal(args)
     if refusal is not None:

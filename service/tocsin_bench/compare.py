@@ -3,10 +3,13 @@
 The same streams over the same users, the same one-recipient publishes at the same
 rate, from the same load processes: first to the peer (`--against URL`, the seed's
 design, see `peer.py`), then to a tocsin over HTTP, then to a tocsin published
-natively. Absolute figures move from run to run on a shared machine; the ratios to
-the peer measured in the same run are what is compared. With `--rounds N` the three
-sides run N times in turns, and the median of each tocsin side's ratios (with their
-range) is judged against its target: one round's ratio moves with the peer's own spread.
+natively, twice: through `tocsin.Publisher`, as a Python service importing tocsin
+publishes (publishes in flight together share a write to NATS), and one nats-py
+JetStream publish at a time, as from any NATS client. Absolute figures move from run
+to run on a shared machine; the ratios to the peer measured in the same run are what
+is compared. With `--rounds N` every side runs N times in turns, and the median of each
+tocsin side's ratios (with their range) is judged against its target: one round's ratio
+moves with the peer's own spread.
 """
 
 from __future__ import annotations
@@ -77,14 +80,25 @@ async def compare(knobs: Knobs) -> list[Row]:
     fleet = await Fleet.start(procs)
     publisher = await LoadProcess.start()
     # Each tocsin side: how it is published to, and its targets (p99, CPU against the peer's).
-    tocsin_sides: list[tuple[str, Callable[[Target], Publish], float, float]] = [
+    tocsin_sides: list[tuple[str, Callable[[Target], Publish], float | None, float | None]] = [
         (
             "tocsin HTTP",
             lambda target: http_publisher(publisher, target, users, 1, conns=knobs.publish_conns),
             25,
             1.0,
         ),
-        ("tocsin native", lambda target: native_publisher(publisher, target, users), 10, 0.5),
+        (
+            "tocsin native",
+            lambda target: native_publisher(publisher, target, users, client="tocsin"),
+            10,
+            0.5,
+        ),
+        (
+            "tocsin native, nats-py",
+            lambda target: native_publisher(publisher, target, users, client="nats-py"),
+            None,
+            None,
+        ),
     ]
     rounds: list[tuple[Side, list[Side]]] = []
     try:
@@ -125,7 +139,8 @@ async def compare(knobs: Knobs) -> list[Row]:
             NAME,
             "workload",
             f"{work.rate:.0f} one-recipient publishes/s for {work.seconds:g} s: peer POST "
-            "/publish, tocsin POST /notifications, tocsin native JetStream",
+            "/publish, tocsin POST /notifications, tocsin native JetStream through "
+            "tocsin.Publisher, and one nats-py JetStream publish each",
         ),
         Row(NAME, "peer", peer.described),
     ]

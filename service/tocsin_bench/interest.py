@@ -221,7 +221,7 @@ async def fleet(knobs: Knobs) -> list[Row]:
                 progress(NAME, f"opening {len(share)} streams on {target.url}")
                 await open_streams(client, target, [(user, None) for user in share])
             full = [sum(rss_bytes(p) for p in _tocsin_pids(t)) for t in procs.holders]
-            publish = native_publisher(publisher, procs.idle, users)
+            publish = native_publisher(publisher, procs.idle, users, client=knobs.native_client)
             warm = min(2.0, seconds / 5)
             progress(NAME, f"warming up at {rates[0]:.0f}/s for {warm:.1f} s")
             sent = [await publish(rates[0], warm)]

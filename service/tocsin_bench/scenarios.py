@@ -17,6 +17,7 @@ from .fleet import Answer, Fleet, LoadProcess
 from .procstat import Usage, usage
 from .report import Row, kib, mib, ms, percentile, progress
 from .target import Served, ServerOptions, Target
+from .worker import NATIVE_CLIENTS
 
 # A stream per source address stays well inside one address's ephemeral port range.
 STREAMS_PER_SOURCE = 20_000
@@ -61,6 +62,7 @@ class Knobs:
     subscriptions: int | None = None
     publish_conns: int = PUBLISH_CONNS
     rounds: int = 1
+    native_client: str = NATIVE_CLIENTS[0]
 
     def server_options(
         self, *, workers: int | None = None, heartbeat: str = "15s"
@@ -313,8 +315,10 @@ def native_publisher(
     *,
     inflight: int = 64,
     stamp: bool = True,
+    client: str = NATIVE_CLIENTS[0],
 ) -> Publish:
-    """Publishing to `target`'s JetStream, `inflight` at a time: (rate, seconds) -> answer."""
+    """Publishing to `target`'s JetStream, `inflight` at a time, through `client` (one of
+    `NATIVE_CLIENTS`): (rate, seconds) -> answer."""
 
     async def publish(rate: float, seconds: float) -> Answer:
         return await publisher.ask(
@@ -325,6 +329,7 @@ def native_publisher(
             seconds=seconds,
             inflight=inflight,
             stamp=stamp,
+            client=client,
         )
 
     return publish
@@ -410,7 +415,7 @@ async def fanout(knobs: Knobs, *, native: bool = False) -> list[Row]:
                 fleet,
                 publisher,
                 target,
-                native_publisher(publisher, target, users)
+                native_publisher(publisher, target, users, client=knobs.native_client)
                 if native
                 else http_publisher(
                     publisher, target, users, knobs.batch, conns=knobs.publish_conns
@@ -721,7 +726,14 @@ async def publish(knobs: Knobs) -> list[Row]:
                 ),
                 (
                     "native JetStream",
-                    native_publisher(publisher, target, users, inflight=256, stamp=False),
+                    native_publisher(
+                        publisher,
+                        target,
+                        users,
+                        inflight=256,
+                        stamp=False,
+                        client=knobs.native_client,
+                    ),
                 ),
             ]
             for label, run in modes:

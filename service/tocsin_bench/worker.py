@@ -309,7 +309,11 @@ async def publish_http(cmd: Command) -> Command:
 
 
 async def publish_native(cmd: Command) -> Command:
-    """Publish straight to JetStream at `rate` per second with `inflight` publishes at a time."""
+    """Publish straight to JetStream at `rate` per second with `inflight` publishes at a time.
+
+    `cmd["client"]` says how (`NATIVE_CLIENTS`): `tocsin`, through `tocsin.Publisher`
+    as a Python service importing tocsin does (publishes in flight together share a
+    write); `nats-py`, one nats-py JetStream publish each, as from any NATS client."""
     import nats
 
     users: list[str] = cmd["users"]
@@ -323,7 +327,7 @@ async def publish_native(cmd: Command) -> Command:
     accepted = 0
     cursor = 0
     nc = await nats.connect(cmd["nats_url"], name="tocsin-bench")
-    js = nc.jetstream()
+    store = await _native_client(nc, stream, cmd.get("client", NATIVE_CLIENTS[0]))
 
     async def run() -> None:
         nonlocal accepted, cursor
@@ -333,12 +337,12 @@ async def publish_native(cmd: Command) -> Command:
             user = users[cursor % len(users)]
             cursor += 1
             try:
-                ack = await js.publish("tocsin.user." + user, _notification(stamp), stream=stream)
+                seq = await store(user, stamp)
             except Exception as err:
                 errors.append(str(err) or type(err).__name__)
                 continue
             accepted += 1
-            _count(sent, user, int(ack.seq))
+            _count(sent, user, seq)
 
     started = time.monotonic()
     try:
@@ -346,6 +350,44 @@ async def publish_native(cmd: Command) -> Command:
     finally:
         await nc.close()
     return _published(accepted, errors, started, sent)
+
+
+# How native publishes are made: the first is the default.
+NATIVE_CLIENTS = ("tocsin", "nats-py")
+
+
+# Stores one notification for a user (its `meta.t` stamped or not); its sequence.
+StoreOne = Callable[[str, bool], Awaitable[int]]
+
+
+async def _native_client(nc: Any, stream: str, client: str) -> StoreOne:
+    """How `client` (one of NATIVE_CLIENTS) stores a notification through `nc`."""
+    if client == "nats-py":
+        js = nc.jetstream()
+
+        async def one_write_each(user: str, stamp: bool) -> int:
+            ack = await js.publish("tocsin.user." + user, _notification(stamp), stream=stream)
+            return int(ack.seq)
+
+        return one_write_each
+    if client != "tocsin":
+        raise ValueError(f"no native client {client!r} (one of {', '.join(NATIVE_CLIENTS)})")
+    from tocsin import NotificationBody, Publisher
+    from tocsin.ids import decode_id
+
+    publisher = await Publisher.connect(nc, stream)
+
+    async def through_publisher(user: str, stamp: bool) -> int:
+        body = NotificationBody(
+            kind="bench.tick",
+            subject_id="bench",
+            text="bench",
+            meta={"t": time.time_ns()} if stamp else {},
+        )
+        (stored,) = await publisher.publish([user], body)
+        return decode_id(stored).seq
+
+    return through_publisher
 
 
 async def serve_commands() -> None:

@@ -108,3 +108,29 @@ async def test_publishes_among_others_wait_for_the_gather_and_all_get_their_sequ
         assert (
             await js.get_msg(Settings().stream, decode_id(i).seq)
         ).subject == f"tocsin.user.u{n}"
+
+
+async def test_a_publisher_gathers_as_tocsin_serve_does_unless_told(nc: Client) -> None:
+    # A service publishing through `Publisher` shares writes as `tocsin serve` does.
+    await Store(nc, Settings()).ensure()
+    assert (await Publisher.connect(nc))._outbox.gather == Settings().publish_gather > 0
+    assert (await Publisher.connect(nc, gather=0))._outbox.gather == 0
+
+
+async def test_a_stored_body_holds_the_fields_its_producer_gave_and_no_more(
+    nc: Client,
+) -> None:
+    await Store(nc, Settings()).ensure()
+    pub = await Publisher.connect(nc)
+    (bare,) = await pub.publish(["alice"], BODY)
+    with_actor = NotificationBody(
+        kind="comment.created", subject_id="post:1", text="hi", actor_id="bob", meta={"n": 1}
+    )
+    (full,) = await pub.publish(["alice"], with_actor)
+    js = nc.jetstream()
+    stored = [(await js.get_msg(Settings().stream, decode_id(i).seq)).data for i in (bare, full)]
+    assert stored == [
+        b'{"kind":"comment.created","subject_id":"post:1","text":"hello"}',
+        b'{"kind":"comment.created","subject_id":"post:1","text":"hi","actor_id":"bob",'
+        b'"meta":{"n":1}}',
+    ]

@@ -24,7 +24,8 @@ Method: tocsin serve and a nats-server (JetStream, file storage, fsync on every 
 unless --nats-sync default) run as their own processes; the load comes from separate
 `python -m tocsin_bench.worker` processes over loopback TCP: SSE clients on raw asyncio
 sockets (HTTP/1.1, chunked, every frame parsed) and a publisher (keep-alive HTTP POSTs or
-nats-py JetStream publishes, paced to the asked rate). Latency is publish -> receive:
+native JetStream publishes through tocsin.Publisher, or one nats-py js.publish each with
+--native-client nats-py; paced to the asked rate). Latency is publish -> receive:
 the publisher stamps time.time_ns() into meta.t as it sends, the client subtracts it from
 its clock when the frame's bytes arrive (same machine, same clock). Every stream checks
 that sequences only grow, and its count and sum of sequences must equal what was stored
@@ -35,7 +36,8 @@ loopback OTLP/HTTP receiver in the bench process (every span sampled, or the
 --trace-ratio given) unless --no-tracing. tocsin runs with --publish-rate 0.
 compare: the same streams and one-recipient publishes, from the same load processes, go
 first to the peer given by --against (the seed's design: POST /publish, Bearer <user id>,
-ids ntf_<n>), then to a tocsin over HTTP, then to a tocsin published natively; the peer's
+ids ntf_<n>), then to a tocsin over HTTP, then to a tocsin published natively through
+tocsin.Publisher, then to one published natively with one nats-py js.publish each; the peer's
 CPU is its process's (found by the port it listens on, or --against-pid), and RSS per
 open stream is the serving process's growth from before the streams to after their hellos.
 fleet: 3 tocsin processes and an idle one on one nats-server; each holder holds one stream

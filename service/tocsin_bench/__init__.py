@@ -124,7 +124,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rounds",
         type=int,
         default=1,
-        help="compare: run the peer and both tocsin sides this many times in turns, and "
+        help="compare: run the peer and every tocsin side this many times in turns, and "
         "judge the median ratio (default %(default)s)",
     )
     bench.add_argument(
@@ -133,7 +133,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=NATIVE_CLIENTS[0],
         help="how native publishes are made: tocsin, through tocsin.Publisher as a Python "
         "service importing tocsin publishes (publishes in flight together share a write); "
-        "nats-py, one nats-py JetStream publish each, as from any NATS client "
+        "nats-py, one nats-py JetStream publish each, written on its own "
         "(default %(default)s; compare runs both)",
     )
     bench.add_argument(

@@ -5,7 +5,7 @@ rate, from the same load processes: first to the peer (`--against URL`, the seed
 design, see `peer.py`), then to a tocsin over HTTP, then to a tocsin published
 natively, twice: through `tocsin.Publisher`, as a Python service importing tocsin
 publishes (publishes in flight together share a write to NATS), and one nats-py
-JetStream publish at a time, as from any NATS client. Absolute figures move from run
+JetStream publish at a time, each written on its own. Absolute figures move from run
 to run on a shared machine; the ratios to the peer measured in the same run are what
 is compared. With `--rounds N` every side runs N times in turns, and the median of each
 tocsin side's ratios (with their range) is judged against its target: one round's ratio

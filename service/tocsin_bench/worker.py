@@ -313,7 +313,8 @@ async def publish_native(cmd: Command) -> Command:
 
     `cmd["client"]` says how (`NATIVE_CLIENTS`): `tocsin`, through `tocsin.Publisher`
     as a Python service importing tocsin does (publishes in flight together share a
-    write); `nats-py`, one nats-py JetStream publish each, as from any NATS client."""
+    write); `nats-py`, one nats-py JetStream publish each, written on its own, as from a
+    NATS client that does not gather."""
     import nats
 
     users: list[str] = cmd["users"]

@@ -12,8 +12,11 @@ from .auth import TOKEN_COOKIE, Unauthorized, Verifier, subscriber_claims
 from .credentials import authenticate
 from .model import (
     ActorId,
+    ExpiresAt,
     InvalidInput,
+    Key,
     Kind,
+    Meta,
     NotificationBody,
     SubjectId,
     Text,
@@ -49,6 +52,9 @@ class DevNotify(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Kind = "demo.message"
     subject_id: SubjectId = "demo"
     actor_id: ActorId | None = None
+    meta: Meta = msgspec.field(default_factory=dict)
+    key: Key | None = None
+    expires_at: ExpiresAt | None = None
 
 
 _login_decoder = msgspec.json.Decoder(DevLogin)
@@ -127,7 +133,11 @@ def browser_blueprint(settings: Settings, runtime: Runtime, verifier: Verifier) 
             subject_id=notify.subject_id,
             text=notify.text,
             actor_id=notify.actor_id,
+            meta=notify.meta,
+            key=notify.key,
+            expires_at=notify.expires_at,
         )
+        # Checked as a publish body is (UTC, in the future, meta's size): 422 naming the field.
         ids = await parts.publisher.publish([user], notification)
         return json_response(202, {"ids": ids})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -92,3 +93,40 @@ async def test_dev_routes_refuse_bad_input(
     assert empty_text.status_code == 422
     assert empty_text.json()["field"] == "$.text"
     assert not_json.status_code == 422
+
+
+async def test_dev_notify_takes_a_key_an_expiry_and_meta(
+    nats_server: EmbeddedNats, tocsin_factory: TocsinFactory
+) -> None:
+    # The producer controls of contract §10 from the demo's own route: a key replaces the
+    # user's earlier notification with it; an expiry and meta reach the feed as given.
+    tocsin = tocsin_factory(nats_server.url, "--dev-login")
+    later = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    same_origin = {"Origin": tocsin.url}
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10, headers=same_origin) as http:
+        assert (await http.post("/dev/login", json={"user": "carol"})).status_code == 200
+        first = await http.post("/dev/notify", json={"text": "build 7 running", "key": "build:7"})
+        second = await http.post(
+            "/dev/notify",
+            json={
+                "text": "build 7 passed",
+                "key": "build:7",
+                "expires_at": later,
+                "meta": {"url": "/builds/7"},
+            },
+        )
+        assert (first.status_code, second.status_code) == (202, 202), second.text
+        items = (await http.get("/notifications")).json()["items"]
+        past = await http.post(
+            "/dev/notify", json={"text": "too late", "expires_at": "2001-01-01T00:00:00Z"}
+        )
+        bad_key = await http.post("/dev/notify", json={"text": "hi", "key": "no spaces"})
+    assert [(i["id"], i["text"]) for i in items] == [(second.json()["ids"][0], "build 7 passed")]
+    assert (items[0]["key"], items[0]["expires_at"], items[0]["meta"]) == (
+        "build:7",
+        later,
+        {"url": "/builds/7"},
+    )
+    assert (past.status_code, past.json()["field"]) == (422, "$.expires_at")
+    assert "future" in past.json()["error"]
+    assert (bad_key.status_code, bad_key.json()["field"]) == (422, "$.key")

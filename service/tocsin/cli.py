@@ -1,4 +1,4 @@
-"""The `tocsin` command: serve, token, publish, tail (and bench, from a checkout).
+"""The `tocsin` command: serve, token, publish, retract, tail (and bench, from a checkout).
 
 Every flag can also be set as a TOCSIN_<FLAG> variable (upper case, '-' as '_'); a flag on
 the command line wins. Every failure is one line on stderr and an exit status of its own:
@@ -282,6 +282,21 @@ def build_parser() -> Parser:
     add(publish, "--stream", "JetStream stream to publish to natively", field="stream")
     _add_key_flags(publish)
 
+    retract = command(
+        "retract", "retract a user's notifications by key, or notifications by id; print the ids"
+    )
+    add(retract, "--user", "whose notifications with --key to retract", metavar="USER_ID")
+    add(retract, "--key", "a key to retract (with --user; repeat for more)", kind="append")
+    add(
+        retract,
+        "--id",
+        "a notification id to retract (repeat for more; without --user)",
+        kind="append",
+        metavar="ID",
+    )
+    add(retract, "--url", "tocsin's HTTP address", field="url")
+    _add_key_flags(retract)
+
     tail = command("tail", "follow a user's stream in the terminal")
     add(
         tail,
@@ -383,6 +398,10 @@ def _run(args: argparse.Namespace) -> int:
         from .produce import publish
 
         return asyncio.run(publish(args, lambda: _mint(args, publisher_claims(60))))
+    if args.command == "retract":
+        from .produce import retract
+
+        return asyncio.run(retract(args, lambda: _mint(args, publisher_claims(60))))
     if args.command == "tail":
         from .tail import tail
 

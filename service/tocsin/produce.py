@@ -1,22 +1,26 @@
-"""`tocsin publish`: one notification, over HTTP or natively to NATS; every way it can fail
+"""`tocsin publish`: one notification, over HTTP or natively to NATS; `tocsin retract`: a
+user's notifications by key, or notifications by id, over HTTP. Every way either can fail
 is one `Failure` saying what failed, where, and what to try."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from .exits import Exit, Failure
 from .logs import redact_url
-from .model import InvalidInput, PublishRequest, decode_publish_request
+from .model import InvalidInput, PublishRequest, decode_publish_request, decode_retract_request
 
 HTTP_TIMEOUT_SECONDS = 10.0
 NATS_CONNECT_TIMEOUT_SECONDS = 2.0
-# Where a field of the publish body comes from on the command line.
+# Where a field of the publish or retract body comes from on the command line.
 FLAGS = {
     "recipients": "--user",
+    "keys": "--key",
+    "ids": "--id",
     "kind": "--kind",
     "subject_id": "--subject-id",
     "text": "--text",
@@ -26,6 +30,8 @@ FLAGS = {
     "expires_at": "--expires-at",
 }
 START_HINT = "start it with `tocsin serve`"
+PUBLISH_PATH = "/notifications"
+RETRACT_PATH = "/notifications/retract"
 
 
 def flag_of(field: str | None) -> str | None:
@@ -49,14 +55,43 @@ async def publish(args: argparse.Namespace, mint: Callable[[], str]) -> int:
     try:
         body = decode_publish_request(json.dumps(request).encode())
     except InvalidInput as err:
-        flag = flag_of(err.field)
-        raise Failure(Exit.INVALID, f"{err.message}{f' ({flag})' if flag else ''}") from None
+        raise _invalid(err) from None
     if args.nats_urls or args.nats:
         ids = await _natively(_nats_urls(args), args.stream, body)
     else:
-        ids = await _over_http(args.url, mint(), request)
+        answer = await _post(args.url, PUBLISH_PATH, mint(), request, 202, "the notification")
+        ids = answer["ids"]
     print(ids[0])
     return Exit.OK
+
+
+async def retract(args: argparse.Namespace, mint: Callable[[], str]) -> int:
+    """Retract what `args` name (`--user` with `--key`s, or `--id`s) through tocsin's
+    `POST /notifications/retract`; print the id of each notification it retracted."""
+    request: dict[str, Any] = {}
+    if args.user is not None:
+        request["recipients"] = [args.user]
+    if args.key:
+        request["keys"] = list(args.key)
+    if args.id:
+        request["ids"] = list(args.id)
+    try:
+        decode_retract_request(json.dumps(request).encode())
+    except InvalidInput as err:
+        raise _invalid(err) from None
+    answer = await _post(args.url, RETRACT_PATH, mint(), request, 200, "the retraction")
+    retracted: list[str] = answer["retracted"]
+    for notification_id in retracted:
+        print(notification_id)
+    if not retracted:
+        print("tocsin retract: nothing live matched: no notification retracted", file=sys.stderr)
+    return Exit.OK
+
+
+def _invalid(err: InvalidInput) -> Failure:
+    """A refusal of what the flags describe, naming the flag at fault."""
+    flag = flag_of(err.field)
+    return Failure(Exit.INVALID, f"{err.message}{f' ({flag})' if flag else ''}")
 
 
 def _nats_urls(args: argparse.Namespace) -> tuple[str, ...]:
@@ -118,10 +153,14 @@ async def _natively(urls: tuple[str, ...], stream: str, body: PublishRequest) ->
         await nc.close()
 
 
-async def _over_http(url: str, token: str, request: dict[str, Any]) -> list[str]:
+async def _post(
+    url: str, path: str, token: str, request: dict[str, Any], success: int, asked: str
+) -> dict[str, Any]:
+    """POST `request` (`asked`: what it is, in words) to tocsin's `path`; its JSON answer
+    when the status is `success`."""
     import httpx
 
-    endpoint = url.rstrip("/") + "/notifications"
+    endpoint = url.rstrip("/") + path
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
             response = await client.post(
@@ -141,14 +180,17 @@ async def _over_http(url: str, token: str, request: dict[str, Any]) -> list[str]
             f"tocsin is not reachable at {url} ({err or type(err).__name__}); {START_HINT}, "
             "or pass --url (or --nats to publish natively)",
         ) from None
-    if response.status_code == 202:
-        ids: list[str] = response.json()["ids"]
-        return ids
-    raise answer_failure(response.status_code, response.text, response.headers, endpoint)
+    if response.status_code == success:
+        answer: dict[str, Any] = response.json()
+        return answer
+    raise answer_failure(response.status_code, response.text, response.headers, endpoint, asked)
 
 
-def answer_failure(status: int, text: str, headers: Any, endpoint: str) -> Failure:
-    """The failure an HTTP answer other than success stands for."""
+def answer_failure(
+    status: int, text: str, headers: Any, endpoint: str, asked: str = "the notification"
+) -> Failure:
+    """The failure an HTTP answer other than success stands for; `asked`: what a 422
+    refused."""
     try:
         answer = json.loads(text)
     except ValueError:
@@ -165,9 +207,7 @@ def answer_failure(status: int, text: str, headers: Any, endpoint: str) -> Failu
     if status == 422:
         flag = flag_of(field)
         at = ", ".join(x for x in (flag, f"at {field}" if field else None) if x)
-        return Failure(
-            Exit.INVALID, f"tocsin refused the notification: {said}{f' ({at})' if at else ''}"
-        )
+        return Failure(Exit.INVALID, f"tocsin refused {asked}: {said}{f' ({at})' if at else ''}")
     if status == 404:
         return Failure(Exit.REFUSED, f"{endpoint} answered 404: is --url a tocsin?")
     if 400 <= status < 500:

@@ -1,4 +1,5 @@
-"""The command line: token, publish (over HTTP and natively) and tail, against real processes."""
+"""The command line: token, publish (over HTTP and natively), retract and tail, against real
+processes."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import jwt
 
 from tocsin.embedded import EmbeddedNats
 
-from support import SECRET, Tocsin, run_cli, spawn_cli, wait_for
+from support import SECRET, Tocsin, auth, run_cli, spawn_cli, user_token, wait_for
 
 
 def tocsin_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -124,3 +126,36 @@ async def test_publish_over_http_and_natively_then_tail_shows_both(
     assert [json.loads(e[2])["text"] for e in events] == ["via http", "via nats"]
     assert json.loads(events[1][2])["actor_id"] == "usr_8"
     await wait_for(lambda: tail.returncode is not None)
+
+
+async def test_retract_by_key_and_by_id_prints_what_it_retracted(tocsin: Tocsin) -> None:
+    at = ("--url", tocsin.url)
+    common = ("--user", "dana", "--kind", "build.status", "--subject-id", "b7", *at)
+    keyed = tocsin_cli("publish", *common, "--text", "build 7 passed", "--key", "build:7")
+    plain = tocsin_cli("publish", *common, "--text", "hello")
+    assert (keyed.returncode, plain.returncode) == (0, 0), keyed.stderr + plain.stderr
+    keyed_id, plain_id = keyed.stdout.strip(), plain.stdout.strip()
+
+    by_key = tocsin_cli("retract", "--user", "dana", "--key", "build:7", *at)
+    assert (by_key.returncode, by_key.stdout.split()) == (0, [keyed_id]), by_key.stderr
+    # Already gone: nothing printed, a line on stderr saying so, and still a success.
+    again = tocsin_cli("retract", "--user", "dana", "--key", "build:7", *at)
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    assert "nothing live matched" in again.stderr
+    by_id = tocsin_cli("retract", "--id", plain_id, *at)
+    assert (by_id.returncode, by_id.stdout.split()) == (0, [plain_id]), by_id.stderr
+    async with httpx.AsyncClient(base_url=tocsin.url, timeout=10) as http:
+        feed = await http.get("/notifications", headers=auth(user_token("dana")))
+    assert feed.json()["items"] == []
+
+    both = tocsin_cli("retract", "--user", "dana", "--key", "k", "--id", plain_id, *at)
+    neither = tocsin_cli("retract", *at)
+    no_user = tocsin_cli("retract", "--key", "build:7", *at)
+    assert (both.returncode, neither.returncode, no_user.returncode) == (3, 3, 3)
+    assert both.stderr.startswith("tocsin retract: give keys") and "(--id)" in both.stderr
+    assert neither.stderr.endswith("(--key)\n"), neither.stderr
+    assert no_user.stderr.endswith("(--user)\n"), no_user.stderr
+    stranger = tocsin_cli("retract", "--id", "ntf_zzzz_1", *at)
+    assert stranger.returncode == 3, stranger.stderr
+    assert stranger.stderr.startswith("tocsin retract: tocsin refused the retraction: ids[0]")
+    assert stranger.stderr.endswith("(--id, at $.ids[0])\n"), stranger.stderr

@@ -32,7 +32,7 @@ MEANING = {
     Exit.OK: "done",
     Exit.BUG: "a bug in tocsin (the only failure that prints a traceback)",
     Exit.USAGE: "a flag or TOCSIN_* variable that cannot be read (unknown, missing, malformed)",
-    Exit.INVALID: "the notification is invalid (checked locally, or a 422 from tocsin)",
+    Exit.INVALID: "the notification or retraction is invalid (checked locally, or a 422)",
     Exit.TOCSIN_UNREACHABLE: "no tocsin answers at --url",
     Exit.NATS_UNREACHABLE: "no NATS answers at --nats-url (or at the URL --nats found)",
     Exit.TOKEN_REFUSED: "tocsin refused the token (401 or 403): signed with another key?",

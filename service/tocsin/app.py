@@ -17,8 +17,8 @@ from .cors import install_cors
 from .credentials import authenticate
 from .feed_routes import DEFAULT_LIMIT, MAX_LIMIT, add_feed_routes
 from .front_door import FrontDoor
-from .model import Retracted, decode_retract_request
-from .publish_endpoint import PUBLISH_PATH, PublishEndpoint
+from .model import PUBLISH_PATH, RETRACT_PATH, Retracted, decode_retract_request
+from .publish_endpoint import PublishEndpoint
 from .quart_admission import install_admission, request_body
 from .responses import RETRY_AFTER_SECONDS, error_response, json_response
 from .retraction import Retractions
@@ -31,11 +31,8 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_BODY_BYTES",
     "MAX_LIMIT",
-    "RETRACT_PATH",
     "create_app",
 ]
-
-RETRACT_PATH = "/notifications/retract"
 
 
 def create_app(settings: Settings, runtime: Runtime, verifier: Verifier) -> Quart:

@@ -20,7 +20,7 @@ import msgspec
 
 from . import browser, entry, model, replay
 from .admission import STATE_CHANGING
-from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, RETRACT_PATH
+from .app import BODY_TIMEOUT_SECONDS, DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT
 from .auth import PUBLISH_SCOPE, QUERY_TOKEN_MAX_LIFETIME, TOKEN_COOKIE
 from .publisher import DEFAULT_STREAM, IDEMPOTENCY_KEY_MAX
 
@@ -658,7 +658,7 @@ def _paths() -> Schema:
                 },
             },
         },
-        RETRACT_PATH: {
+        model.RETRACT_PATH: {
             "post": {
                 "operationId": "retractNotifications",
                 "summary": "Retract notifications by key (for recipients) or by id",

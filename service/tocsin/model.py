@@ -26,6 +26,10 @@ NOTIFICATION_ID_PATTERN = "^ntf_[A-Za-z0-9_-]+$"
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 META_MAX_BYTES = 4096
 MAX_RECIPIENTS = 1000
+# Where producers publish and retract over HTTP (contract §3, §10): served by
+# `publish_endpoint` and `app`, called by the CLI (`produce`).
+PUBLISH_PATH = "/notifications"
+RETRACT_PATH = "/notifications/retract"
 
 _USER_ID_RE = re.compile(USER_ID_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)

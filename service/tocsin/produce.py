@@ -12,7 +12,14 @@ from typing import Any
 
 from .exits import Exit, Failure
 from .logs import redact_url
-from .model import InvalidInput, PublishRequest, decode_publish_request, decode_retract_request
+from .model import (
+    PUBLISH_PATH,
+    RETRACT_PATH,
+    InvalidInput,
+    PublishRequest,
+    decode_publish_request,
+    decode_retract_request,
+)
 
 HTTP_TIMEOUT_SECONDS = 10.0
 NATS_CONNECT_TIMEOUT_SECONDS = 2.0
@@ -30,8 +37,6 @@ FLAGS = {
     "expires_at": "--expires-at",
 }
 START_HINT = "start it with `tocsin serve`"
-PUBLISH_PATH = "/notifications"
-RETRACT_PATH = "/notifications/retract"
 
 
 def flag_of(field: str | None) -> str | None:
@@ -59,7 +64,15 @@ async def publish(args: argparse.Namespace, mint: Callable[[], str]) -> int:
     if args.nats_urls or args.nats:
         ids = await _natively(_nats_urls(args), args.stream, body)
     else:
-        answer = await _post(args.url, PUBLISH_PATH, mint(), request, 202, "the notification")
+        answer = await _post(
+            args.url,
+            PUBLISH_PATH,
+            mint(),
+            request,
+            202,
+            "the notification",
+            "--url (or --nats to publish natively)",
+        )
         ids = answer["ids"]
     print(ids[0])
     return Exit.OK
@@ -79,7 +92,7 @@ async def retract(args: argparse.Namespace, mint: Callable[[], str]) -> int:
         decode_retract_request(json.dumps(request).encode())
     except InvalidInput as err:
         raise _invalid(err) from None
-    answer = await _post(args.url, RETRACT_PATH, mint(), request, 200, "the retraction")
+    answer = await _post(args.url, RETRACT_PATH, mint(), request, 200, "the retraction", "--url")
     retracted: list[str] = answer["retracted"]
     for notification_id in retracted:
         print(notification_id)
@@ -154,10 +167,17 @@ async def _natively(urls: tuple[str, ...], stream: str, body: PublishRequest) ->
 
 
 async def _post(
-    url: str, path: str, token: str, request: dict[str, Any], success: int, asked: str
+    url: str,
+    path: str,
+    token: str,
+    request: dict[str, Any],
+    success: int,
+    asked: str,
+    elsewhere: str,
 ) -> dict[str, Any]:
     """POST `request` (`asked`: what it is, in words) to tocsin's `path`; its JSON answer
-    when the status is `success`."""
+    when the status is `success`. `elsewhere`: the flags that point the command at
+    another tocsin, said when none answers."""
     import httpx
 
     endpoint = url.rstrip("/") + path
@@ -178,7 +198,7 @@ async def _post(
         raise Failure(
             Exit.TOCSIN_UNREACHABLE,
             f"tocsin is not reachable at {url} ({err or type(err).__name__}); {START_HINT}, "
-            "or pass --url (or --nats to publish natively)",
+            f"or pass {elsewhere}",
         ) from None
     if response.status_code == success:
         answer: dict[str, Any] = response.json()

@@ -42,8 +42,6 @@ from .runtime import Runtime
 from .scope import HeaderView, header
 from .settings import Settings
 
-PUBLISH_PATH = "/notifications"
-
 log = logging.getLogger("tocsin.http")
 
 

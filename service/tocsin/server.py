@@ -32,7 +32,7 @@ from .embedded import (
 from .exits import Exit, Failure
 from .hub import Closed
 from .logs import redact_url
-from .publish_endpoint import PUBLISH_PATH
+from .model import PUBLISH_PATH
 from .runtime import Runtime
 from .settings import Settings
 

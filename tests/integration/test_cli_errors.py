@@ -22,11 +22,16 @@ def fails(status: Exit, *args: str, secret: str | None = SECRET) -> str:
     return done.stderr.strip()
 
 
-def test_publish_and_tail_with_no_tocsin_running() -> None:
+def test_publish_retract_and_tail_with_no_tocsin_running() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     line = fails(Exit.TOCSIN_UNREACHABLE, "publish", *NOTIFICATION, "--url", url)
     assert line.startswith(f"tocsin publish: tocsin is not reachable at {url}")
     assert "tocsin serve" in line
+    assert line.endswith("or pass --url (or --nats to publish natively)")
+    line = fails(Exit.TOCSIN_UNREACHABLE, "retract", "--id", "ntf_a_1", "--url", url)
+    assert line.startswith(f"tocsin retract: tocsin is not reachable at {url}")
+    # retract has no --nats: it is not offered.
+    assert line.endswith("start it with `tocsin serve`, or pass --url"), line
     line = fails(Exit.TOCSIN_UNREACHABLE, "tail", "--user", "alice", "--url", url)
     assert line.startswith(f"tocsin tail: tocsin is not reachable at {url}")
 

@@ -212,12 +212,17 @@ def _body(users: list[str], stamp: bool) -> bytes:
     ).encode()
 
 
+# Every notification the bench publishes, but for its `meta`: the same whichever client.
+_KIND, _SUBJECT_ID, _TEXT = "bench.tick", "bench", "bench"
+
+
+def _meta(stamp: bool) -> dict[str, int]:
+    return {"t": time.time_ns()} if stamp else {}
+
+
 def _notification(stamp: bool) -> bytes:
-    meta = {"t": time.time_ns()} if stamp else {}
-    return json.dumps(
-        {"kind": "bench.tick", "subject_id": "bench", "text": "bench", "meta": meta},
-        separators=(",", ":"),
-    ).encode()
+    fields = {"kind": _KIND, "subject_id": _SUBJECT_ID, "text": _TEXT, "meta": _meta(stamp)}
+    return json.dumps(fields, separators=(",", ":")).encode()
 
 
 def _seed_body(users: list[str], stamp: bool) -> bytes:
@@ -379,12 +384,7 @@ async def _native_client(nc: Any, stream: str, client: str) -> StoreOne:
     publisher = await Publisher.connect(nc, stream)
 
     async def through_publisher(user: str, stamp: bool) -> int:
-        body = NotificationBody(
-            kind="bench.tick",
-            subject_id="bench",
-            text="bench",
-            meta={"t": time.time_ns()} if stamp else {},
-        )
+        body = NotificationBody(kind=_KIND, subject_id=_SUBJECT_ID, text=_TEXT, meta=_meta(stamp))
         (stored,) = await publisher.publish([user], body)
         return decode_id(stored).seq
 
